@@ -1,0 +1,1 @@
+"""relational-rnn: a faithful, fast Relational Memory Core for PyTorch."""
