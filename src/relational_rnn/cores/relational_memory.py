@@ -1,0 +1,329 @@
+"""The Relational Memory Core (Santoro et al., 2018), as specified in spec/rmc.md.
+
+Two modules share one set of parameters:
+
+* `RelationalMemoryCell`: one time step, `(input [B, I], memory [B, N, D]) -> (output [B, N*D], memory)`.
+* `RelationalMemory`: a whole sequence, shaped like `torch.nn.LSTM`:
+  `outputs, memory = rmc(x, memory=None)`.
+
+The step follows the spec in order: project the input to one extra row, attend over
+memory + input rows (`num_blocks` times, each block with its own projection and norms,
+one MLP shared by all blocks), drop the input row, then gate the new memory against the
+old one with constant input/forget biases.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GATE_STYLES = ("unit", "memory", None)
+
+
+def _truncated_normal_(weight: Tensor, fan_in: int) -> None:
+    """Sonnet's default initialiser: truncated normal (2 std), std = 1/sqrt(fan_in)."""
+    std = 1.0 / math.sqrt(fan_in)
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+def _linear(in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    _truncated_normal_(layer.weight, in_features)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def identity_memory(
+    batch_size: int,
+    mem_slots: int,
+    mem_size: int,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """The reference initial memory: I_N per batch entry, zero-padded or truncated to width D."""
+    eye = torch.eye(mem_slots, device=device, dtype=dtype)
+    if mem_size > mem_slots:
+        eye = F.pad(eye, (0, mem_size - mem_slots))
+    else:
+        eye = eye[:, :mem_size]
+    return eye.unsqueeze(0).expand(batch_size, mem_slots, mem_size).contiguous()
+
+
+class AttentionBlock(nn.Module):
+    """One round of multi-head attention over the rows, with this block's own projection and norms.
+
+    The MLP is passed in so that all blocks share one (as in the reference).
+    """
+
+    def __init__(self, mem_size: int, num_heads: int, key_size: int, head_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.key_size = key_size
+        self.head_size = head_size
+        qkv_size = num_heads * (2 * key_size + head_size)
+        self.qkv = _linear(mem_size, qkv_size)
+        self.qkv_norm = nn.LayerNorm(qkv_size, eps=1e-5)
+        self.attention_norm = nn.LayerNorm(mem_size, eps=1e-5)
+        self.mlp_norm = nn.LayerNorm(mem_size, eps=1e-5)
+
+    def split_heads(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """rows [B, R, D] -> queries, keys [B, H, R, k] and values [B, H, R, v] (queries unscaled)."""
+        batch, num_rows, _ = rows.shape
+        qkv = self.qkv_norm(self.qkv(rows))
+        qkv = qkv.view(batch, num_rows, self.num_heads, 2 * self.key_size + self.head_size)
+        qkv = qkv.transpose(1, 2)
+        return qkv.split([self.key_size, self.key_size, self.head_size], dim=-1)
+
+    def attend(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Plain multi-head attention of every row over all rows; returns (output [B, R, D], weights)."""
+        queries, keys, values = self.split_heads(rows)
+        queries = queries * self.key_size**-0.5
+        weights = torch.softmax(queries @ keys.transpose(-1, -2), dim=-1)  # [B, H, R, R]
+        output = (weights @ values).transpose(1, 2).reshape(rows.shape)
+        return output, weights
+
+    def forward(self, rows: Tensor, mlp: nn.Module) -> Tensor:
+        attended, _ = self.attend(rows)
+        rows = self.attention_norm(rows + attended)
+        return self.mlp_norm(mlp(rows) + rows)
+
+
+def _make_mlp(width: int, num_layers: int) -> nn.Sequential:
+    """`num_layers` Linear(width, width) with ReLU between them and nothing after the last."""
+    layers: list[nn.Module] = []
+    for index in range(num_layers):
+        if index > 0:
+            layers.append(nn.ReLU())
+        layers.append(_linear(width, width))
+    return nn.Sequential(*layers)
+
+
+class RelationalMemoryCell(nn.Module):
+    """One time step of the Relational Memory Core: `(input, memory) -> (output, memory)`.
+
+    Args mirror the reference (spec/rmc.md): `mem_slots` rows of width
+    `mem_size = num_heads * head_size`; `gate_style` "unit", "memory" or None;
+    `forget_bias` / `input_bias` are constants, not parameters.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        mem_slots: int,
+        head_size: int,
+        num_heads: int = 1,
+        num_blocks: int = 1,
+        forget_bias: float = 1.0,
+        input_bias: float = 0.0,
+        gate_style: Optional[str] = "unit",
+        attention_mlp_layers: int = 2,
+        key_size: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("input_size", input_size)
+        _check_positive_int("mem_slots", mem_slots)
+        _check_positive_int("head_size", head_size)
+        _check_positive_int("num_heads", num_heads)
+        _check_positive_int("num_blocks", num_blocks)
+        _check_positive_int("attention_mlp_layers", attention_mlp_layers)
+        if key_size is not None:
+            _check_positive_int("key_size", key_size)
+        if gate_style not in GATE_STYLES:
+            raise ValueError(f"gate_style must be one of 'unit', 'memory' or None, got {gate_style!r}")
+        for name, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+        self.input_size = input_size
+        self.mem_slots = mem_slots
+        self.head_size = head_size
+        self.num_heads = num_heads
+        self.num_blocks = num_blocks
+        self.forget_bias = float(forget_bias)
+        self.input_bias = float(input_bias)
+        self.gate_style = gate_style
+        self.attention_mlp_layers = attention_mlp_layers
+        self.key_size = key_size if key_size is not None else head_size
+        self.mem_size = num_heads * head_size
+
+        self.input_projection = _linear(input_size, self.mem_size)
+        self.blocks = nn.ModuleList(
+            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size) for _ in range(num_blocks)
+        )
+        self.mlp = _make_mlp(self.mem_size, attention_mlp_layers)
+        if gate_style is not None:
+            gate_size = self.mem_size if gate_style == "unit" else 1
+            self.gate_input = _linear(self.mem_size, 2 * gate_size)
+            self.gate_memory = _linear(self.mem_size, 2 * gate_size)
+
+    @property
+    def output_size(self) -> int:
+        """Features of one step's output: the flattened memory, mem_slots * mem_size."""
+        return self.mem_slots * self.mem_size
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, mem_slots={self.mem_slots}, head_size={self.head_size}, "
+            f"num_heads={self.num_heads}, num_blocks={self.num_blocks}, key_size={self.key_size}, "
+            f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, input_bias={self.input_bias}, "
+            f"attention_mlp_layers={self.attention_mlp_layers}"
+        )
+
+    def initial_state(
+        self,
+        batch_size: int,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> Tensor:
+        """The identity initial memory [B, mem_slots, mem_size] on the parameters' device and dtype."""
+        _check_positive_int("batch_size", batch_size)
+        reference = self.input_projection.weight
+        return identity_memory(
+            batch_size,
+            self.mem_slots,
+            self.mem_size,
+            device=device if device is not None else reference.device,
+            dtype=dtype if dtype is not None else reference.dtype,
+        )
+
+    def reset_state(self, memory: Tensor, done: Tensor) -> Tensor:
+        """Replace the memory of batch entries where `done` [B] is true by the initial memory."""
+        fresh = self.initial_state(memory.shape[0], device=memory.device, dtype=memory.dtype)
+        return torch.where(done.view(-1, 1, 1).to(torch.bool), fresh, memory)
+
+    # --- the step ---------------------------------------------------------------------------------
+
+    def check_memory(self, memory: Tensor, batch_size: int, like: Tensor) -> None:
+        expected = (batch_size, self.mem_slots, self.mem_size)
+        if not isinstance(memory, Tensor):
+            raise TypeError(f"memory must be a Tensor of shape {expected}, got {type(memory).__name__}")
+        if tuple(memory.shape) != expected:
+            raise ValueError(
+                f"memory must have shape (batch, mem_slots, mem_size) = {expected}, got {tuple(memory.shape)}"
+            )
+        if memory.device != like.device:
+            raise ValueError(f"memory is on {memory.device} but the input is on {like.device}")
+
+    def step(self, projected_input: Tensor, memory: Tensor) -> Tensor:
+        """One step from an already projected input [B, D]; returns the next memory [B, N, D]."""
+        rows = torch.cat([memory, projected_input.unsqueeze(1)], dim=1)  # [B, N+1, D]
+        for block in self.blocks:
+            rows = block(rows, self.mlp)
+        attended_memory = rows[:, : self.mem_slots]
+        if self.gate_style is None:
+            return attended_memory
+        input_gate, forget_gate = self.gates(projected_input, memory)
+        return input_gate * torch.tanh(attended_memory) + forget_gate * memory
+
+    def gates(self, projected_input: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Input and forget gates, [B, N, g] each, from the projected input and tanh(previous memory)."""
+        pre_activation = self.gate_input(projected_input).unsqueeze(1) + self.gate_memory(torch.tanh(memory))
+        input_pre, forget_pre = pre_activation.chunk(2, dim=-1)
+        return torch.sigmoid(input_pre + self.input_bias), torch.sigmoid(forget_pre + self.forget_bias)
+
+    def forward(self, x: Tensor, memory: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """x [B, input_size], memory [B, N, D] or None -> (output [B, N*D], next memory [B, N, D])."""
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"input must have shape (batch, input_size={self.input_size}), got {shape}")
+        if memory is None:
+            memory = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+        else:
+            self.check_memory(memory, x.shape[0], x)
+        next_memory = self.step(self.input_projection(x), memory)
+        return next_memory.flatten(1), next_memory
+
+
+class RelationalMemory(nn.Module):
+    """The Relational Memory Core over a sequence, with the call shape of `torch.nn.LSTM`.
+
+    `outputs, memory = rmc(x, memory=None)` with `x` of shape (T, B, input_size), or
+    (B, T, input_size) when `batch_first=True`. `outputs` holds the flattened memory after
+    every step, (T, B, mem_slots * mem_size); `memory` is the final memory (B, mem_slots, mem_size).
+
+    `lengths` (optional, [B]) lets sequences of different lengths share a batch: entry b
+    stops updating after `lengths[b]` steps, so its final memory (and its outputs from then
+    on) are those at its own end.
+    """
+
+    def __init__(self, input_size: int, mem_slots: int, head_size: int, *, batch_first: bool = False, **options) -> None:
+        super().__init__()
+        self.cell = RelationalMemoryCell(input_size, mem_slots, head_size, **options)
+        self.batch_first = batch_first
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in {
+                "input_size", "mem_slots", "head_size", "num_heads", "num_blocks", "forget_bias",
+                "input_bias", "gate_style", "attention_mlp_layers", "key_size", "mem_size", "output_size",
+            }:
+                return getattr(self.cell, name)
+            raise
+
+    def initial_state(
+        self,
+        batch_size: int,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> Tensor:
+        """The identity initial memory [B, mem_slots, mem_size]."""
+        return self.cell.initial_state(batch_size, device=device, dtype=dtype)
+
+    def reset_state(self, memory: Tensor, done: Tensor) -> Tensor:
+        """Replace the memory of batch entries where `done` [B] is true by the initial memory."""
+        return self.cell.reset_state(memory, done)
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}"
+
+    def forward(
+        self, x: Tensor, memory: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        cell = self.cell
+        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != cell.input_size:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"input must have shape {layout} with input_size={cell.input_size}, got {shape}")
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        if memory is None:
+            memory = cell.initial_state(batch, device=x.device, dtype=x.dtype)
+        else:
+            cell.check_memory(memory, batch, x)
+        keep = _length_mask(lengths, steps, batch, x.device)
+
+        projected = cell.input_projection(x)  # every step's input row at once: [T, B, D]
+        outputs = []
+        for t in range(steps):
+            next_memory = cell.step(projected[t], memory)
+            memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
+            outputs.append(memory.flatten(1))
+        out = torch.stack(outputs, dim=0)
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        return out, memory
+
+
+def _length_mask(lengths: Optional[Tensor], steps: int, batch: int, device: torch.device) -> Optional[Tensor]:
+    """[T, B, 1, 1] booleans, true while step t < lengths[b]; None when every sequence is full length."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have shape (batch,) = ({batch},), got {tuple(lengths.shape)}")
+    if (lengths < 1).any() or (lengths > steps).any():
+        raise ValueError(f"lengths must lie in 1..{steps} (the sequence length), got {lengths.tolist()}")
+    steps_range = torch.arange(steps, device=device).unsqueeze(1)
+    return (steps_range < lengths.to(device).unsqueeze(0)).view(steps, batch, 1, 1)

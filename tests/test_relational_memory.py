@@ -1,0 +1,214 @@
+"""RelationalMemory against the slow spec reference, plus its interface and errors."""
+
+import pytest
+import torch
+
+from relational_rnn import RelationalMemory, RelationalMemoryCell, count_parameters
+from reference_rmc import reference_initial_memory, reference_parameter_count, reference_step
+
+FIDELITY_CASES = {
+    "unit gating": dict(mem_slots=3, head_size=4, num_heads=2),
+    "memory gating": dict(mem_slots=3, head_size=4, num_heads=2, gate_style="memory"),
+    "no gating": dict(mem_slots=3, head_size=4, num_heads=2, gate_style=None),
+    "three blocks": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=3),
+    "key_size != head_size": dict(mem_slots=2, head_size=5, num_heads=2, key_size=3),
+    "width < slots": dict(mem_slots=5, head_size=2, num_heads=2),
+    "width > slots": dict(mem_slots=2, head_size=3, num_heads=3),
+    "one MLP layer": dict(mem_slots=2, head_size=4, num_heads=1, attention_mlp_layers=1),
+    "three MLP layers, biases": dict(mem_slots=2, head_size=4, num_heads=2, attention_mlp_layers=3, forget_bias=0.5, input_bias=-0.3),
+}
+
+
+def _randomise(module):
+    """Random non-trivial values everywhere (layer norms included), so every weight matters."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.5)
+
+
+@pytest.mark.parametrize("case", FIDELITY_CASES)
+def test_matches_spec_reference_over_several_steps(case):
+    torch.manual_seed(0)
+    options = FIDELITY_CASES[case]
+    rmc = RelationalMemory(input_size=3, **options).double()
+    _randomise(rmc)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    outputs, final = rmc(x)
+
+    memory = reference_initial_memory(2, rmc.mem_slots, rmc.mem_size)
+    for t in range(4):
+        memory = reference_step(rmc.cell, x[t], memory)
+        torch.testing.assert_close(outputs[t], memory.flatten(1), rtol=0, atol=1e-10)
+    torch.testing.assert_close(final, memory, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(mem_slots=3, head_size=4, num_heads=2),
+        dict(mem_slots=8, head_size=32, num_heads=8),
+        dict(mem_slots=2, head_size=5, num_heads=3, key_size=2, num_blocks=3, attention_mlp_layers=4),
+        dict(mem_slots=2, head_size=5, gate_style="memory"),
+        dict(mem_slots=2, head_size=5, gate_style=None),
+    ],
+)
+def test_parameter_count_matches_spec_formula(options):
+    rmc = RelationalMemory(input_size=7, **options)
+    assert count_parameters(rmc) == reference_parameter_count(7, **options)
+
+
+@pytest.mark.parametrize("slots,width", [(3, 3), (3, 8), (6, 4)])
+def test_initial_memory_is_padded_or_truncated_identity(slots, width):
+    rmc = RelationalMemory(input_size=2, mem_slots=slots, head_size=width)
+    memory = rmc.initial_state(2)
+    assert memory.shape == (2, slots, width)
+    torch.testing.assert_close(memory, reference_initial_memory(2, slots, width, dtype=torch.float32))
+    assert rmc.initial_state(1, dtype=torch.float64).dtype == torch.float64
+
+
+def test_defaults_follow_the_reference():
+    cell = RelationalMemoryCell(input_size=4, mem_slots=2, head_size=3)
+    assert (cell.num_heads, cell.num_blocks, cell.attention_mlp_layers) == (1, 1, 2)
+    assert (cell.forget_bias, cell.input_bias, cell.gate_style, cell.key_size) == (1.0, 0.0, "unit", 3)
+    names = [name for name, _ in cell.named_parameters()]
+    assert not any("bias" in name and "gate" in name and name.endswith(("forget_bias", "input_bias")) for name in names)
+    # Biases start at zero, weights are truncated normal with std 1/sqrt(fan_in).
+    assert torch.all(cell.input_projection.bias == 0)
+    big = RelationalMemoryCell(input_size=400, mem_slots=2, head_size=300)
+    weight = big.input_projection.weight
+    assert weight.abs().max() <= 2 / 400**0.5 + 1e-6
+    assert 0.7 / 20 < weight.std() < 1.0 / 20
+
+
+def test_mlp_layers_have_their_own_weights_and_no_final_relu():
+    cell = RelationalMemoryCell(input_size=4, mem_slots=2, head_size=3, attention_mlp_layers=3)
+    linears = [m for m in cell.mlp if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 and len({id(m.weight) for m in linears}) == 3
+    assert isinstance(cell.mlp[-1], torch.nn.Linear)
+    # Each block has its own projection and norms; the MLP is one module for all blocks.
+    cell = RelationalMemoryCell(input_size=4, mem_slots=2, head_size=3, num_blocks=2)
+    assert cell.blocks[0].qkv.weight is not cell.blocks[1].qkv.weight
+
+
+def test_running_in_two_chunks_equals_one_run():
+    torch.manual_seed(1)
+    rmc = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, num_blocks=2).double()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    whole, final = rmc(x)
+    first, memory = rmc(x[:4])
+    second, final_chunked = rmc(x[4:], memory)
+    torch.testing.assert_close(torch.cat([first, second]), whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(final_chunked, final, rtol=0, atol=1e-12)
+
+
+def test_cell_step_equals_sequence_module():
+    torch.manual_seed(2)
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2)
+    x = torch.randn(3, 5, 3)
+    outputs, _ = rmc(x)
+    memory = None
+    for t in range(3):
+        output, memory = rmc.cell(x[t], memory)
+        torch.testing.assert_close(output, outputs[t])
+
+
+def test_batch_first_layout():
+    torch.manual_seed(3)
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4)
+    rmc_bf = RelationalMemory(input_size=3, mem_slots=2, head_size=4, batch_first=True)
+    rmc_bf.load_state_dict(rmc.state_dict())
+    x = torch.randn(5, 2, 3)
+    out, memory = rmc(x)
+    out_bf, memory_bf = rmc_bf(x.transpose(0, 1))
+    assert out_bf.shape == (2, 5, 8)
+    torch.testing.assert_close(out_bf, out.transpose(0, 1))
+    torch.testing.assert_close(memory_bf, memory)
+
+
+def test_lengths_make_a_padded_batch_equal_to_separate_runs():
+    torch.manual_seed(4)
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2, batch_first=True).double()
+    x = torch.randn(3, 6, 3, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    outputs, memory = rmc(x, lengths=lengths)
+    for b, length in enumerate(lengths.tolist()):
+        alone_out, alone_memory = rmc(x[b : b + 1, :length])
+        torch.testing.assert_close(memory[b : b + 1], alone_memory, rtol=0, atol=1e-12)
+        torch.testing.assert_close(outputs[b, :length], alone_out[0], rtol=0, atol=1e-12)
+
+
+def test_reset_state_replaces_chosen_entries_only():
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4)
+    _, memory = rmc(torch.randn(3, 4, 3))
+    reset = rmc.reset_state(memory, torch.tensor([True, False, True, False]))
+    torch.testing.assert_close(reset[[0, 2]], rmc.initial_state(2))
+    torch.testing.assert_close(reset[[1, 3]], memory[[1, 3]])
+
+
+def test_gradcheck_tiny_config():
+    torch.manual_seed(5)
+    rmc = RelationalMemory(input_size=2, mem_slots=2, head_size=2, num_heads=2, num_blocks=2).double()
+    x = torch.randn(2, 1, 2, dtype=torch.float64, requires_grad=True)
+    memory = rmc.initial_state(1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, m: rmc(x, m)[0], (x, memory))
+
+
+def test_dtypes_state_dict_and_moves():
+    torch.manual_seed(6)
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4)
+    x = torch.randn(2, 2, 3)
+    out32, _ = rmc(x)
+    assert out32.dtype == torch.float32
+    out64, memory64 = rmc.to(torch.float64)(x.double())
+    assert out64.dtype == memory64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), out32, rtol=1e-5, atol=1e-6)
+    copy = RelationalMemory(input_size=3, mem_slots=2, head_size=4).double()
+    copy.load_state_dict(rmc.state_dict())
+    torch.testing.assert_close(copy(x.double())[0], out64)
+    assert not any("forget_bias" in key or "input_bias" in key for key in rmc.state_dict())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    torch.manual_seed(7)
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2).double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    cpu_out, _ = rmc(x)
+    gpu_out, gpu_memory = rmc.cuda()(x.cuda())
+    assert gpu_memory.device.type == "cuda"
+    torch.testing.assert_close(gpu_out.cpu(), cpu_out, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(gate_style="per-slot"), "gate_style"),
+        (dict(num_blocks=0), "num_blocks"),
+        (dict(attention_mlp_layers=0), "attention_mlp_layers"),
+        (dict(head_size=0), "head_size"),
+        (dict(mem_slots=-1), "mem_slots"),
+        (dict(num_heads=1.5), "num_heads"),
+        (dict(key_size=0), "key_size"),
+        (dict(forget_bias=float("nan")), "forget_bias"),
+    ],
+)
+def test_bad_options_raise_value_error_naming_the_option(options, message):
+    arguments = dict(input_size=3, mem_slots=2, head_size=4) | options
+    with pytest.raises(ValueError, match=message):
+        RelationalMemory(**arguments)
+
+
+def test_bad_inputs_raise_clear_errors():
+    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2)
+    with pytest.raises(ValueError, match=r"\(time, batch, input_size\).*got \(4, 3\)"):
+        rmc(torch.randn(4, 3))
+    with pytest.raises(ValueError, match="input_size=3, got"):
+        rmc(torch.randn(4, 2, 5))
+    with pytest.raises(ValueError, match=r"\(2, 2, 8\), got \(2, 3, 8\)"):
+        rmc(torch.randn(4, 2, 3), torch.zeros(2, 3, 8))
+    with pytest.raises(ValueError, match=r"\(2, 2, 8\), got \(5, 2, 8\)"):  # batch mismatch
+        rmc(torch.randn(4, 2, 3), torch.zeros(5, 2, 8))
+    with pytest.raises(ValueError, match="lengths must lie in 1..4"):
+        rmc(torch.randn(4, 2, 3), lengths=torch.tensor([5, 1]))
+    with pytest.raises(ValueError, match=r"\(batch, input_size=3\)"):
+        rmc.cell(torch.randn(2, 4, 3))
