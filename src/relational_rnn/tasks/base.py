@@ -1,0 +1,69 @@
+"""What the shared training loop needs from a task.
+
+A task owns its data, its model head around a core, its loss and its metrics, and its
+presets. It knows nothing of the command line or of checkpoint files: whatever mutable
+state it has (a curriculum, a vocabulary, memory carried between windows) it hands over
+through `state_dict` / `load_state_dict`, and the loop stores that in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..cores import CoreConfig
+from ..train.config import TrainConfig
+
+
+@dataclass
+class Preset:
+    """One named scale of a task: the task's config, the core's and the loop's."""
+
+    task: Any
+    core: CoreConfig
+    train: TrainConfig
+    description: str = ""
+
+
+class Task:
+    """Base class of the paper's experiments; subclasses fill in the class attributes and methods."""
+
+    name: ClassVar[str]
+    config_type: ClassVar[type]
+    main_metric: ClassVar[str]  # the metric a report shows, e.g. "accuracy" or "perplexity"
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
+        self.config = config
+        self.core_config = core
+        self.seed = seed
+        self.device = device
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
+        """The loss of training step `step` (0-based), and any numbers worth logging.
+
+        The batch must be a function of (seed, step, task state) so a resumed run sees the
+        same data as an uninterrupted one.
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, **options: Any) -> dict[str, float]:
+        """Metrics on the task's fixed evaluation data; must include "loss" and `main_metric`."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,146 @@
+"""Run configuration as plain dataclasses: the task's, the core's and the training loop's.
+
+A preset gives all three; single fields are overridden by name (`lr=3e-4`, `mem_slots=4`,
+or `train.lr=3e-4` where a name is ambiguous). The resolved config is saved as
+`config.json` and is enough to rebuild the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..cores import CoreConfig
+
+
+class ConfigError(ValueError):
+    """A bad option: unknown name, wrong type, or a value out of range."""
+
+
+@dataclass
+class TrainConfig:
+    """The training loop's settings, shared by every task."""
+
+    steps: Optional[int] = 1000  # stop after this many optimiser steps (None: no step limit)
+    minutes: Optional[float] = None  # ... or after this much training time, whichever comes first
+    lr: float = 1e-3
+    lr_final: Optional[float] = None  # if set, the learning rate decays exponentially toward it
+    lr_half_life: int = 10_000  # steps for the gap between lr and lr_final to halve
+    clip_norm: Optional[float] = None  # clip gradients to this global L2 norm
+    eval_every: int = 500
+    checkpoint_every: Optional[int] = None  # extra checkpoints between evaluations (default: at evaluations)
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    progress: bool = True  # tqdm progress bar (shown on a terminal only)
+
+    def validate(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ConfigError("give a budget: steps or minutes")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs: which task, its preset, and the three resolved sections."""
+
+    task_name: str
+    preset: str
+    task: Any
+    core: CoreConfig = field(default_factory=CoreConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def sections(self) -> dict[str, Any]:
+        return {"task": self.task, "core": self.core, "train": self.train}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_name": self.task_name,
+            "preset": self.preset,
+            **{name: dataclasses.asdict(section) for name, section in self.sections().items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], task_config_type: type) -> "RunConfig":
+        try:
+            return cls(
+                task_name=data["task_name"],
+                preset=data["preset"],
+                task=task_config_type(**data["task"]),
+                core=CoreConfig(**data["core"]),
+                train=TrainConfig(**data["train"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"config does not match this version of relational_rnn: {error}") from None
+
+    def override(self, name: str, value: Any) -> None:
+        """Set one field, found by its name in whichever section has it (or `section.name`)."""
+        if "." in name:
+            section_name, field_name = name.split(".", 1)
+            sections = {section_name: self.sections().get(section_name)}
+            if sections[section_name] is None:
+                raise ConfigError(f"unknown config section {section_name!r}; expected task, core or train")
+        else:
+            field_name = name
+            sections = self.sections()
+        owners = [(s, obj) for s, obj in sections.items() if field_name in _field_types(obj)]
+        if not owners:
+            known = sorted({f"{s}.{f}" for s, obj in self.sections().items() for f in _field_types(obj)})
+            raise ConfigError(f"unknown option {name!r}; options are: {', '.join(known)}")
+        if len(owners) > 1:
+            raise ConfigError(f"option {name!r} is ambiguous; write one of {', '.join(f'{s}.{field_name}' for s, _ in owners)}")
+        section_name, section = owners[0]
+        setattr(section, field_name, coerce(value, _field_types(section)[field_name], f"{section_name}.{field_name}"))
+
+
+def _field_types(config: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(config))
+    return {f.name: hints[f.name] for f in dataclasses.fields(config)}
+
+
+def coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Turn a command-line string into the field's type (int, float, bool, str, Optional[...])."""
+    if not isinstance(value, str):
+        return value
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    options = typing.get_args(annotation) if is_union else (annotation,)
+    if type(None) in options and value.lower() in ("none", "null"):
+        return None
+    for kind in options:
+        if kind is type(None):
+            continue
+        try:
+            if kind is bool:
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if kind is int:
+                as_float = float(value)
+                if as_float != int(as_float):
+                    raise ValueError(value)
+                return int(as_float)
+            if kind in (float, str):
+                return kind(value)
+            if typing.get_origin(kind) is tuple:
+                inner = typing.get_args(kind)[0]
+                return tuple(coerce(part, inner, name) for part in value.split(",") if part)
+        except ValueError:
+            continue
+    readable = " or ".join(getattr(k, "__name__", str(k)) for k in options)
+    raise ConfigError(f"{name} expects {readable}, got {value!r}")
