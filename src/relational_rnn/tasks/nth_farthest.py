@@ -103,7 +103,7 @@ class NthFarthestTask(Task):
             "paper": Preset(
                 task=NthFarthestConfig(num_vectors=8, vector_dim=16, batch_size=1600, eval_samples=16000),
                 core=CoreConfig(mem_slots=8, head_size=32, num_heads=8, num_blocks=1),
-                train=TrainConfig(steps=1_000_000, lr=1e-4, lr_final=8e-5, lr_half_life=100_000, eval_every=1000),
+                train=TrainConfig(steps=1_000_000, lr=1e-4, lr_final=8e-5, lr_decay_rate=0.9, lr_decay_steps=10_000, eval_every=1000),
                 description="the paper's setting (section 5.1): K=8, d=16, batch 1600, 2048 memory units; for GPUs",
             ),
             "cpu": Preset(

@@ -46,7 +46,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many kinds for a damaged file
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(error).__name__}: {error})") from None
+        detail = " ".join(str(error).split())[:200]  # one line, however long torch's message
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(error).__name__}: {detail})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a relational_rnn checkpoint (expected format {FORMAT!r})")
     missing = [key for key in REQUIRED_KEYS if key not in payload]

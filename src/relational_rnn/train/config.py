@@ -27,8 +27,9 @@ class TrainConfig:
     steps: Optional[int] = 1000  # stop after this many optimiser steps (None: no step limit)
     minutes: Optional[float] = None  # ... or after this much training time, whichever comes first
     lr: float = 1e-3
-    lr_final: Optional[float] = None  # if set, the learning rate decays exponentially toward it
-    lr_half_life: int = 10_000  # steps for the gap between lr and lr_final to halve
+    lr_final: Optional[float] = None  # if set, lr decays as lr * lr_decay_rate ** (step / lr_decay_steps), floored here
+    lr_decay_rate: float = 0.9
+    lr_decay_steps: int = 10_000
     clip_norm: Optional[float] = None  # clip gradients to this global L2 norm
     eval_every: int = 500
     checkpoint_every: Optional[int] = None  # extra checkpoints between evaluations (default: at evaluations)
@@ -46,6 +47,8 @@ class TrainConfig:
             raise ConfigError(f"minutes must be > 0, got {self.minutes}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.lr_final is not None and not (0 < self.lr_decay_rate <= 1 and self.lr_decay_steps >= 1):
+            raise ConfigError("lr_decay_rate must lie in (0, 1] and lr_decay_steps be >= 1")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if self.clip_norm is not None and self.clip_norm <= 0:

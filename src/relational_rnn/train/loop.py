@@ -37,15 +37,15 @@ class RunDirectoryError(RuntimeError):
 
 
 class ExponentialDecayToFloor:
-    """lr(step) = lr_final + (lr - lr_final) * 0.5 ** (step / half_life), as a factor of lr."""
+    """The reference schedule: lr(step) = max(lr_final, lr * rate ** (step / decay_steps)), as a factor of lr."""
 
-    def __init__(self, lr: float, lr_final: Optional[float], half_life: int) -> None:
-        self.lr, self.lr_final, self.half_life = lr, lr_final, half_life
+    def __init__(self, lr: float, lr_final: Optional[float], rate: float, decay_steps: int) -> None:
+        self.lr, self.lr_final, self.rate, self.decay_steps = lr, lr_final, rate, decay_steps
 
     def __call__(self, step: int) -> float:
         if self.lr_final is None:
             return 1.0
-        return (self.lr_final + (self.lr - self.lr_final) * 0.5 ** (step / self.half_life)) / self.lr
+        return max(self.lr_final, self.lr * self.rate ** (step / self.decay_steps)) / self.lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,12 +119,15 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     model = task.build_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, ExponentialDecayToFloor(settings.lr, settings.lr_final, settings.lr_half_life)
+        optimizer, ExponentialDecayToFloor(settings.lr, settings.lr_final, settings.lr_decay_rate, settings.lr_decay_steps)
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"):  # half-written by a killed run
+        leftover.unlink()
     metrics = MetricsLog(out_dir / METRICS_FILE)
     step, elapsed = 0, 0.0
+    resumed_losses: list[float] = []
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
@@ -133,6 +136,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         task.load_state_dict(state["task_state"])
         restore_rng_state(state["rng"])
         step, elapsed = state["step"], state["elapsed_seconds"]
+        resumed_losses = state.get("train_losses", [])
         metrics.truncate_after(step)
     config_record = run.to_dict() | {
         "parameters": {"model": count_parameters(model), "core": count_parameters(getattr(model, "core", model))},
@@ -151,6 +155,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                 "scheduler": scheduler.state_dict(),
                 "task_state": task.state_dict(),
                 "rng": capture_rng_state(),
+                "train_losses": list(train_losses),  # since the last evaluation, for its train_loss
             },
         )
 
@@ -171,7 +176,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             settings.minutes is not None and elapsed >= settings.minutes * 60
         )
 
-    train_losses: list[float] = []
+    train_losses: list[float] = list(resumed_losses)
     last_record = read_metrics(out_dir / METRICS_FILE)[-1:] or [None]
     last_record = last_record[0]
     model.train()

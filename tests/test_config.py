@@ -1,0 +1,42 @@
+"""Run configs: presets, overrides by name, types, and clear errors."""
+
+import pytest
+
+from relational_rnn.cli import build_run_config
+from relational_rnn.train.config import ConfigError, RunConfig
+from relational_rnn.tasks.nth_farthest import NthFarthestConfig
+
+
+def test_overrides_find_their_section_and_coerce_types():
+    run = build_run_config("nth-farthest", "cpu", [("mem_slots", "3"), ("lr", "3e-4"), ("gate_style", "none"), ("lr_final", "1e-5"), ("progress", "false")])
+    assert run.core.mem_slots == 3 and run.train.lr == 3e-4 and run.core.gate_style is None
+    assert run.train.lr_final == 1e-5 and run.train.progress is False
+    run.override("train.steps", "none")
+    assert run.train.steps is None
+
+
+def test_round_trip_through_a_dict():
+    run = build_run_config("nth-farthest", "paper", [("core", "lstm")])
+    again = RunConfig.from_dict(run.to_dict(), NthFarthestConfig)
+    assert again == run
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("mem_slotz", "3", "unknown option 'mem_slotz'"),
+        ("mem_slots", "three", "core.mem_slots expects int"),
+        ("steps", "2.5", "train.steps expects int"),
+        ("nosection.lr", "1", "unknown config section"),
+    ],
+)
+def test_bad_overrides_are_config_errors(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        build_run_config("nth-farthest", "cpu", [(name, value)])
+
+
+def test_unknown_task_and_preset():
+    with pytest.raises(ConfigError, match="unknown task 'chess'"):
+        build_run_config("chess", "cpu", [])
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        build_run_config("nth-farthest", "huge", [])
