@@ -35,6 +35,7 @@ class Task:
     config_type: ClassVar[type]
     main_metric: ClassVar[str]  # the metric a report shows, e.g. "accuracy" or "perplexity"
     higher_is_better: ClassVar[bool] = True
+    paper_results: ClassVar[str] = ""  # the paper's numbers as markdown, shown beside ours in reports
 
     def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
         self.config = config
@@ -46,11 +47,19 @@ class Task:
     def presets(cls) -> dict[str, Preset]:
         raise NotImplementedError
 
+    @classmethod
+    def results_group(cls, config: Any) -> str:
+        """Runs with the same group (and preset) are compared in one row of a report, e.g. the LTE program."""
+        return ""
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
     def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
         """The loss of training step `step` (0-based), and any numbers worth logging.
+
+        The loop averages each logged number over the steps between evaluations and writes it
+        as `train_<name>` in the evaluation record.
 
         The batch must be a function of (seed, step, task state) so a resumed run sees the
         same data as an uninterrupted one.

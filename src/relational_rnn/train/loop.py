@@ -128,6 +128,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     metrics = MetricsLog(out_dir / METRICS_FILE)
     step, elapsed = 0, 0.0
     resumed_losses: list[float] = []
+    resumed_info: dict[str, list[float]] = {}
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
@@ -137,6 +138,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         restore_rng_state(state["rng"])
         step, elapsed = state["step"], state["elapsed_seconds"]
         resumed_losses = state.get("train_losses", [])
+        resumed_info = state.get("train_info", {})
         metrics.truncate_after(step)
     config_record = run.to_dict() | {
         "parameters": {"model": count_parameters(model), "core": count_parameters(getattr(model, "core", model))},
@@ -156,6 +158,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                 "task_state": task.state_dict(),
                 "rng": capture_rng_state(),
                 "train_losses": list(train_losses),  # since the last evaluation, for its train_loss
+                "train_info": {name: list(values) for name, values in train_info.items()},
             },
         )
 
@@ -164,9 +167,12 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         with torch.no_grad():
             results = task.evaluate(model)
         model.train()
-        record = {"step": step, "seconds": round(elapsed, 3), **results, "train_loss": _mean(train_losses), "lr": scheduler.get_last_lr()[0]}
+        record = {"step": step, "seconds": round(elapsed, 3), **results, "train_loss": _mean(train_losses)}
+        record |= {f"train_{name}": _mean(values) for name, values in train_info.items()}
+        record["lr"] = scheduler.get_last_lr()[0]
         metrics.append(record)
         train_losses.clear()
+        train_info.clear()
         shown = " | ".join(f"{k} {_short(v)}" for k, v in record.items())
         tqdm.write(shown, file=sys.stdout)
         return record
@@ -177,6 +183,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         )
 
     train_losses: list[float] = list(resumed_losses)
+    train_info: dict[str, list[float]] = {name: list(values) for name, values in resumed_info.items()}
     last_record = read_metrics(out_dir / METRICS_FILE)[-1:] or [None]
     last_record = last_record[0]
     model.train()
@@ -196,6 +203,8 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"training loss became {loss_value} at step {step}; lower the learning rate or clip gradients")
             train_losses.append(loss_value)
+            for name, value in info.items():
+                train_info.setdefault(name, []).append(float(value))
             elapsed += time.perf_counter() - started
             postfix = {"loss": f"{loss_value:.4f}"}
             if last_record is not None:
