@@ -4,6 +4,7 @@
                [--seed S] [--resume] [--OPTION VALUE ...]
     rrnn eval DIR [--OPTION VALUE ...]
     rrnn presets TASK
+    rrnn report RUN_DIR... --out docs
     rrnn demo
 
 Any config field can be set as `--field-name VALUE` (e.g. `--mem-slots 4 --lr 3e-4`), or as
@@ -127,6 +128,17 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from .report import write_report
+
+    if extra:
+        raise UsageError(f"unexpected arguments {' '.join(extra)}")
+    command = "rrnn report " + " ".join([*args.run_dirs, "--out", args.out])
+    path = write_report([Path(p) for p in args.run_dirs], Path(args.out), command)
+    print(f"wrote {path}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +164,11 @@ def make_parser() -> argparse.ArgumentParser:
     presets_parser = commands.add_parser("presets", help="show a task's presets")
     presets_parser.add_argument("task")
     presets_parser.set_defaults(handler=command_presets)
+
+    report_parser = commands.add_parser("report", help="write results.md and learning curves from run directories")
+    report_parser.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
+    report_parser.add_argument("--out", default="docs", help="folder for results.md and the plots")
+    report_parser.set_defaults(handler=command_report)
 
     demo_parser = commands.add_parser("demo", help="cpu-scale N-th farthest, RMC and LSTM, printing both test accuracies")
     demo_parser.add_argument("--out", default="runs/demo")

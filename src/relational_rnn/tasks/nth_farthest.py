@@ -88,6 +88,13 @@ class NthFarthestTask(Task):
     name = "nth-farthest"
     config_type = NthFarthestConfig
     main_metric = "accuracy"
+    paper_results = """
+| model | accuracy (K=8, d=16) |
+|---|---|
+| RMC | 91% |
+| LSTM, DNC | below 30% |
+| chance | 12.5% |
+"""
 
     def __init__(self, config: NthFarthestConfig, core: CoreConfig, seed: int, device: torch.device) -> None:
         config.validate()
@@ -113,6 +120,10 @@ class NthFarthestTask(Task):
                 description="K=4, d=4: trains on 2 CPU cores in minutes",
             ),
         }
+
+    @classmethod
+    def results_group(cls, config: NthFarthestConfig) -> str:
+        return f"K={config.num_vectors}, d={config.vector_dim}"
 
     def build_model(self) -> nn.Module:
         core = build_core(self.core_config, self.config.input_size, batch_first=True)

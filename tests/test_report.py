@@ -1,0 +1,50 @@
+"""The report: tables from run directories, deterministic for fixed runs, clear error for none."""
+
+import json
+
+import pytest
+
+from relational_rnn.cli import build_run_config, main
+from relational_rnn.report import write_report
+from relational_rnn.train import ConfigError, train
+
+TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("num_vectors", "3"), ("vector_dim", "2"),
+        ("batch_size", "8"), ("eval_samples", "32"), ("mlp_hidden", "8"), ("threads", "1"), ("steps", "4"), ("eval_every", "2")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for core in ("rmc", "lstm"):
+        for seed in ("0", "1"):
+            train(build_run_config("nth-farthest", "cpu", TINY + [("core", core), ("seed", seed)]), root / f"{core}-{seed}")
+    (root / "rmc-0" / "eval_extra.json").write_text(json.dumps({"accuracy": 0.5}))
+    (root / "chance").mkdir()
+    (root / "chance" / "baseline.json").write_text(json.dumps(
+        {"task_name": "nth-farthest", "preset": "cpu", "group": "K=3, d=2", "name": "chance", "metrics": {"accuracy": 1 / 3}}))
+    return root
+
+
+def test_report_tables_compare_cores_over_seeds(runs, tmp_path):
+    path = write_report([runs], tmp_path / "docs", "rrnn report runs")
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| cpu")]
+    assert len(rows) == 3  # lstm, rmc, chance
+    assert rows[0].startswith("| cpu | K=3, d=2 | lstm |") and " ± " in rows[0] and "| 2 |" in rows[0]
+    assert "| chance |" in rows[2] and "0.3333" in rows[2]
+    assert "extra accuracy" in text and "RMC | 91%" in text
+    assert (tmp_path / "docs" / "curves_nth-farthest.png").stat().st_size > 1000
+
+
+def test_report_is_deterministic(runs, tmp_path):
+    first = write_report([runs], tmp_path / "a", "rrnn report runs")
+    second = write_report([runs], tmp_path / "b", "rrnn report runs")
+    assert first.read_text() == second.read_text()
+    assert (tmp_path / "a" / "curves_nth-farthest.png").read_bytes() == (tmp_path / "b" / "curves_nth-farthest.png").read_bytes()
+
+
+def test_report_without_runs_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no run directories"):
+        write_report([tmp_path], tmp_path / "docs", "x")
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
