@@ -34,6 +34,7 @@ class RunSummary:
     group: str
     core: str
     seed: int
+    budget: str  # what the run was allowed: "20000 steps" or "15 min"
     metrics: list[dict[str, Any]]
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval_<name>.json files
     parameters: Optional[int] = None
@@ -92,11 +93,18 @@ def load_run(directory: Path) -> Optional[RunSummary]:
         group=task_type.results_group(task_config),
         core=config["core"]["core"],
         seed=config["train"]["seed"],
+        budget=_budget(config["train"]),
         metrics=metrics,
         extra=extra,
         parameters=config.get("parameters", {}).get("core"),
         machine=config.get("machine", {}),
     )
+
+
+def _budget(train: dict[str, Any]) -> str:
+    if train.get("minutes") is not None:
+        return f"{train['minutes']:g} min"
+    return f"{train['steps']} steps"
 
 
 def _spread(values: list[float]) -> str:
@@ -128,15 +136,15 @@ def task_section(task_name: str, runs: list[RunSummary], baselines: list[Baselin
     metric = task_type.main_metric
     lines = [f"## {task_name}", ""]
     extra_names = sorted({name for run in runs for name in run.extra})
-    header = ["preset", "group", "core", "params (core)", "seeds", f"final {metric} (eval set)"]
+    header = ["preset", "group", "budget", "core", "params (core)", "seeds", f"final {metric} (eval set)"]
     header += [f"{name} {metric}" for name in extra_names] + ["steps", "minutes / run"]
     rows = []
-    by_key: dict[tuple[str, str, str], list[RunSummary]] = defaultdict(list)
+    by_key: dict[tuple[str, str, str, str], list[RunSummary]] = defaultdict(list)
     for run in runs:
-        by_key[(run.preset, run.group, run.core)].append(run)
-    for (preset, group, core), members in sorted(by_key.items()):
+        by_key[(run.preset, run.group, run.budget, run.core)].append(run)
+    for (preset, group, budget, core), members in sorted(by_key.items()):
         finals = [run.final[metric] for run in members]
-        row = [preset, group or "-", core, str(members[0].parameters or "?"), str(len(members)), _spread(finals)]
+        row = [preset, group or "-", budget, core, str(members[0].parameters or "?"), str(len(members)), _spread(finals)]
         for name in extra_names:
             values = [run.extra[name][metric] for run in members if name in run.extra and metric in run.extra[name]]
             row.append(_spread(values) if values else "-")
@@ -145,7 +153,7 @@ def task_section(task_name: str, runs: list[RunSummary], baselines: list[Baselin
         rows.append(row)
     for baseline in baselines:
         value = baseline.metrics.get(metric)
-        rows.append([baseline.preset, baseline.group or "-", baseline.name, "-", "-", f"{value:.4g}" if isinstance(value, (int, float)) else "-"]
+        rows.append([baseline.preset, baseline.group or "-", "-", baseline.name, "-", "-", f"{value:.4g}" if isinstance(value, (int, float)) else "-"]
                     + ["-"] * len(extra_names) + ["-", "-"])
     lines += _table(header, rows)
     lines += ["", f"Machine: {_machine_line(runs)}.", ""]
@@ -169,10 +177,10 @@ def plot_curves(task_name: str, runs: list[RunSummary], metric: str, image_dir: 
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
     for axis, (preset, group) in zip(axes.flat, panels):
-        for run in sorted((r for r in runs if (r.preset, r.group) == (preset, group)), key=lambda r: (r.core, r.seed)):
+        for run in sorted((r for r in runs if (r.preset, r.group) == (preset, group)), key=lambda r: (r.core, r.budget, r.seed)):
             steps = [record["step"] for record in run.metrics]
             values = [record[metric] for record in run.metrics]
-            axis.plot(steps, values, label=f"{run.core} seed {run.seed}", linewidth=1.2)
+            axis.plot(steps, values, label=f"{run.core}, {run.budget}, seed {run.seed}", linewidth=1.2)
         axis.set_title(f"{task_name} {preset} {group}".strip(), fontsize=9)
         axis.set_xlabel("step")
         axis.set_ylabel(metric)
