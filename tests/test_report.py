@@ -30,7 +30,7 @@ def test_report_tables_compare_cores_over_seeds(runs, tmp_path):
     text = path.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| cpu")]
     assert len(rows) == 3  # lstm, rmc, chance
-    assert rows[0].startswith("| cpu | K=3, d=2 | 4 steps | lstm |") and " ± " in rows[0] and "| 2 |" in rows[0]
+    assert rows[0].startswith("| cpu | K=3, d=2 | ") and "| 4 steps | lstm |" in rows[0] and "mem_slots=2" in rows[0] and " ± " in rows[0] and "| 2 |" in rows[0]
     assert "| chance |" in rows[2] and "0.3333" in rows[2]
     assert "extra accuracy" in text and "RMC | 91%" in text
     assert (tmp_path / "docs" / "curves_nth-farthest.png").stat().st_size > 1000

@@ -10,6 +10,7 @@ always give the same report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -35,6 +36,7 @@ class RunSummary:
     core: str
     seed: int
     budget: str  # what the run was allowed: "20000 steps" or "15 min"
+    changes: str  # config fields that differ from the preset (seeds, budgets and the core kind aside)
     metrics: list[dict[str, Any]]
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval_<name>.json files
     parameters: Optional[int] = None
@@ -94,11 +96,29 @@ def load_run(directory: Path) -> Optional[RunSummary]:
         core=config["core"]["core"],
         seed=config["train"]["seed"],
         budget=_budget(config["train"]),
+        changes=_changes_from_preset(task_type, config),
         metrics=metrics,
         extra=extra,
         parameters=config.get("parameters", {}).get("core"),
         machine=config.get("machine", {}),
     )
+
+
+NOT_CHANGES = {"seed", "core", "steps", "minutes", "threads", "progress", "device", "eval_every", "checkpoint_every"}
+
+
+def _changes_from_preset(task_type: Any, config: dict[str, Any]) -> str:
+    """'lr=0.0003, num_blocks=3': what a run changed from its preset, so different settings are not averaged."""
+    preset = task_type.presets().get(config["preset"])
+    if preset is None:
+        return "?"
+    changes = []
+    for section in ("task", "core", "train"):
+        default = dataclasses.asdict(getattr(preset, section))
+        for name, value in config[section].items():
+            if name not in NOT_CHANGES and default.get(name) != value:
+                changes.append(f"{name}={value}")
+    return ", ".join(changes) or "-"
 
 
 def _budget(train: dict[str, Any]) -> str:
@@ -136,15 +156,15 @@ def task_section(task_name: str, runs: list[RunSummary], baselines: list[Baselin
     metric = task_type.main_metric
     lines = [f"## {task_name}", ""]
     extra_names = sorted({name for run in runs for name in run.extra})
-    header = ["preset", "group", "budget", "core", "params (core)", "seeds", f"final {metric} (eval set)"]
+    header = ["preset", "group", "changes from preset", "budget", "core", "params (core)", "seeds", f"final {metric} (eval set)"]
     header += [f"{name} {metric}" for name in extra_names] + ["steps", "minutes / run"]
     rows = []
-    by_key: dict[tuple[str, str, str, str], list[RunSummary]] = defaultdict(list)
+    by_key: dict[tuple[str, str, str, str, str], list[RunSummary]] = defaultdict(list)
     for run in runs:
-        by_key[(run.preset, run.group, run.budget, run.core)].append(run)
-    for (preset, group, budget, core), members in sorted(by_key.items()):
+        by_key[(run.preset, run.group, run.changes, run.budget, run.core)].append(run)
+    for (preset, group, changes, budget, core), members in sorted(by_key.items()):
         finals = [run.final[metric] for run in members]
-        row = [preset, group or "-", budget, core, str(members[0].parameters or "?"), str(len(members)), _spread(finals)]
+        row = [preset, group or "-", changes, budget, core, str(members[0].parameters or "?"), str(len(members)), _spread(finals)]
         for name in extra_names:
             values = [run.extra[name][metric] for run in members if name in run.extra and metric in run.extra[name]]
             row.append(_spread(values) if values else "-")
@@ -153,7 +173,7 @@ def task_section(task_name: str, runs: list[RunSummary], baselines: list[Baselin
         rows.append(row)
     for baseline in baselines:
         value = baseline.metrics.get(metric)
-        rows.append([baseline.preset, baseline.group or "-", "-", baseline.name, "-", "-", f"{value:.4g}" if isinstance(value, (int, float)) else "-"]
+        rows.append([baseline.preset, baseline.group or "-", "-", "-", baseline.name, "-", "-", f"{value:.4g}" if isinstance(value, (int, float)) else "-"]
                     + ["-"] * len(extra_names) + ["-", "-"])
     lines += _table(header, rows)
     lines += ["", f"Machine: {_machine_line(runs)}.", ""]
@@ -180,7 +200,8 @@ def plot_curves(task_name: str, runs: list[RunSummary], metric: str, image_dir: 
         for run in sorted((r for r in runs if (r.preset, r.group) == (preset, group)), key=lambda r: (r.core, r.budget, r.seed)):
             steps = [record["step"] for record in run.metrics]
             values = [record[metric] for record in run.metrics]
-            axis.plot(steps, values, label=f"{run.core}, {run.budget}, seed {run.seed}", linewidth=1.2)
+            label = f"{run.core}, {run.budget}, seed {run.seed}" + ("" if run.changes == "-" else f", {run.changes}")
+            axis.plot(steps, values, label=label, linewidth=1.2)
         axis.set_title(f"{task_name} {preset} {group}".strip(), fontsize=9)
         axis.set_xlabel("step")
         axis.set_ylabel(metric)
