@@ -1,8 +1,9 @@
-"""Learning to Execute (Zaremba & Sutskever 2014; RMC paper section 5.2): data side.
+"""Learning to Execute (Zaremba & Sutskever 2014; RMC paper section 5.2).
 
 Program generator (``programs``), character vocabulary and batching
 (``encoding``), curricula and the data source (``curriculum``), accuracy
-metrics (``metrics``).
+metrics (``metrics``); the model, loss, presets and the ``lte`` task the
+training loop runs are in ``task`` (``LTETask``, registered in ``tasks``).
 """
 
 from .curriculum import (
