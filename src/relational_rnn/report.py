@@ -114,7 +114,7 @@ def _changes_from_preset(task_type: Any, config: dict[str, Any]) -> str:
         return "?"
     changes = []
     for section in ("task", "core", "train"):
-        default = dataclasses.asdict(getattr(preset, section))
+        default = json.loads(json.dumps(dataclasses.asdict(getattr(preset, section))))  # as config.json has it
         for name, value in config[section].items():
             if name not in NOT_CHANGES and default.get(name) != value:
                 changes.append(f"{name}={value}")

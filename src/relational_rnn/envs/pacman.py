@@ -86,7 +86,8 @@ Test helpers
 places things directly (positions are ``(row, col)``); ``env.freeze_ghosts =
 True`` stops ghost movement; ``env.ghost_epsilon`` sets ghost randomness.
 Read-only views: ``player_pos``, ``ghost_positions``, ``ghost_starts``,
-``food_grid``, ``pill_positions``.
+``food_grid``, ``pill_positions``. ``snapshot()`` / ``restore(snapshot)`` save
+and restore the whole state, random generator included (for exact resume).
 """
 
 from __future__ import annotations
@@ -431,6 +432,51 @@ class MiniPacman(gymnasium.Env):
         if power_steps is not None:
             self._power = int(power_steps)
         return self._observation()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the next steps depend on, as plain Python values and numpy arrays.
+
+        ``restore(snapshot())`` on an env built with the same arguments continues
+        exactly as this one would (same observations, rewards and random draws);
+        the RL task stores it in checkpoints for exact resume. The generator's
+        128-bit integers are kept as strings.
+        """
+        rng = self.np_random.bit_generator.state
+        return {
+            "grid": self._grid.copy(),
+            "rand": self._rand.copy(),
+            "ints": [self._player, self._rand_i, self._level, self._power, self._steps,
+                     self._food_left, self._pills_left, self._ghosts_eaten, int(self._done), int(self._started)],
+            "ghosts": list(self._ghosts),
+            "ghost_starts": list(self._ghost_starts),
+            "drawn": list(self._drawn),
+            "rng": {"bit_generator": rng["bit_generator"], "state": str(rng["state"]["state"]),
+                    "inc": str(rng["state"]["inc"]), "has_uint32": int(rng["has_uint32"]),
+                    "uinteger": int(rng["uinteger"])},
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Return to the state captured by ``snapshot()`` (see there)."""
+        grid = np.asarray(snapshot["grid"], dtype=np.float32)
+        if grid.shape != self._grid.shape:
+            raise ValueError(f"snapshot grid has shape {grid.shape}, expected {self._grid.shape}")
+        self._grid[...] = grid  # in place: _inner, _food, _pill and _gflat are views of it
+        self._rand = np.asarray(snapshot["rand"], dtype=np.float64).copy()
+        (self._player, self._rand_i, self._level, self._power, self._steps,
+         self._food_left, self._pills_left, self._ghosts_eaten, done, started) = (int(x) for x in snapshot["ints"])
+        self._done, self._started = bool(done), bool(started)
+        self._ghosts = [int(g) for g in snapshot["ghosts"]]
+        self._ghost_starts = [int(g) for g in snapshot["ghost_starts"]]
+        self._drawn = [int(k) for k in snapshot["drawn"]]
+        rng = snapshot["rng"]
+        generator = np.random.Generator(getattr(np.random, rng["bit_generator"])())
+        generator.bit_generator.state = {
+            "bit_generator": rng["bit_generator"],
+            "state": {"state": int(rng["state"]), "inc": int(rng["inc"])},
+            "has_uint32": int(rng["has_uint32"]),
+            "uinteger": int(rng["uinteger"]),
+        }
+        self._np_random = generator
 
     @property
     def player_pos(self) -> tuple[int, int]:
