@@ -128,6 +128,9 @@ def _budget(train: dict[str, Any]) -> str:
 
 
 def _spread(values: list[float]) -> str:
+    """One value, or mean ± standard deviation; whole numbers (steps) stay whole."""
+    if all(isinstance(value, int) for value in values):
+        return str(values[0]) if len(values) == 1 else f"{statistics.mean(values):.0f} ± {statistics.stdev(values):.0f}"
     if len(values) == 1:
         return f"{values[0]:.4g}"
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"

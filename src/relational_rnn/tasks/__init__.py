@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from ..train.config import ConfigError
 from .base import Preset, Task
+from .lte.task import LTETask
+from .lm.task import LMTask
 from .nth_farthest import NthFarthestTask
+from .pacman import PacmanTask
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (NthFarthestTask,)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (NthFarthestTask, LTETask, PacmanTask, LMTask)}
 
 
 class UnknownTaskError(ConfigError):

@@ -36,6 +36,7 @@ class Task:
     main_metric: ClassVar[str]  # the metric a report shows, e.g. "accuracy" or "perplexity"
     higher_is_better: ClassVar[bool] = True
     paper_results: ClassVar[str] = ""  # the paper's numbers as markdown, shown beside ours in reports
+    supports_distributed: ClassVar[bool] = False  # True: training_loss shards its batch by rank under torchrun
 
     def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
         self.config = config
@@ -71,7 +72,18 @@ class Task:
         """Metrics on the task's fixed evaluation data; must include "loss" and `main_metric`."""
         raise NotImplementedError
 
+    def inspection_run(self, model: nn.Module, samples: int) -> tuple[list[str], Any]:
+        """Run the model on the first `samples` evaluation samples (for `rrnn inspect`, which records
+        the core meanwhile); return a title per sample (its inputs and the model's answer) and any
+        data `inspection_plots` needs."""
+        raise NotImplementedError(f"task {self.name} does not support inspect yet")
+
+    def inspection_plots(self, trace: Any, data: Any, out_dir: Any) -> list:
+        """Task-specific pictures from a recorded trace (see `inspection_run`); the files written."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
+        """Mutable task state for the checkpoint; under torchrun every rank calls it (it may gather)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

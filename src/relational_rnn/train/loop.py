@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..cores import count_parameters
+from . import distributed
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import ConfigError, RunConfig, TrainConfig
 from .metrics import MetricsLog, read_metrics
@@ -94,7 +95,23 @@ def _stop_requests() -> Iterator[dict[str, bool]]:
 
 
 def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train `run` into `out_dir` until its budget ends; return the last evaluation record."""
+    """Train `run` into `out_dir` until its budget ends; return the last evaluation record.
+
+    Launched by `torchrun` with WORLD_SIZE > 1, every process runs this: the model is wrapped in
+    DistributedDataParallel, the task gives each rank its share of the batch, and only rank 0
+    writes config, metrics and checkpoints (every rank reads the checkpoint to resume).
+    """
+    from ..tasks import get_task
+
+    run.train.validate()
+    task_type = get_task(run.task_name)
+    if distributed.requested_world_size() > 1 and not task_type.supports_distributed:
+        raise ConfigError(f"task {run.task_name} does not support multi-process training; run it as one process (not under torchrun)")
+    with distributed.process_group(resolve_device(run.train.device)):
+        return _train(run, out_dir, resume)
+
+
+def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     from ..tasks import get_task
 
     out_dir = Path(out_dir)
@@ -109,23 +126,27 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             raise RunDirectoryError(f"cannot resume {out_dir}: its task or core config differs from the one given")
     elif checkpoint_path.exists() or (out_dir / METRICS_FILE).exists():
         raise RunDirectoryError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    distributed.barrier()  # every rank has checked the directory before rank 0 writes into it
+    main = distributed.is_main()
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
+    device = distributed.local_device(resolve_device(settings.device))
     task_type = get_task(run.task_name)
     torch.manual_seed(settings.seed)
     task = task_type(run.task, run.core, seed=settings.seed, device=device)
     model = task.build_model().to(device)
+    trained = distributed.wrap(model, device)  # what training steps call: DDP under torchrun, else the model
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, ExponentialDecayToFloor(settings.lr, settings.lr_final, settings.lr_decay_rate, settings.lr_decay_steps)
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"):  # half-written by a killed run
-        leftover.unlink()
-    metrics = MetricsLog(out_dir / METRICS_FILE)
+    if main:
+        for leftover in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"):  # half-written by a killed run
+            leftover.unlink()
+    metrics = MetricsLog(out_dir / METRICS_FILE) if main else None
     step, elapsed = 0, 0.0
     resumed_losses: list[float] = []
     resumed_info: dict[str, list[float]] = {}
@@ -139,14 +160,19 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         step, elapsed = state["step"], state["elapsed_seconds"]
         resumed_losses = state.get("train_losses", [])
         resumed_info = state.get("train_info", {})
-        metrics.truncate_after(step)
+        if main:
+            metrics.truncate_after(step)
     config_record = run.to_dict() | {
         "parameters": {"model": count_parameters(model), "core": count_parameters(getattr(model, "core", model))},
         "machine": machine_description(device),
     }
-    _write_json_atomically(out_dir / CONFIG_FILE, config_record)
+    if main:
+        _write_json_atomically(out_dir / CONFIG_FILE, config_record)
 
     def checkpoint() -> None:
+        task_state = task.state_dict()  # on every rank: a task may gather its ranks' state here
+        if not main:
+            return
         save_checkpoint(
             checkpoint_path,
             {
@@ -155,7 +181,7 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "task_state": task.state_dict(),
+                "task_state": task_state,
                 "rng": capture_rng_state(),
                 "train_losses": list(train_losses),  # since the last evaluation, for its train_loss
                 "train_info": {name: list(values) for name, values in train_info.items()},
@@ -170,11 +196,11 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         record = {"step": step, "seconds": round(elapsed, 3), **results, "train_loss": _mean(train_losses)}
         record |= {f"train_{name}": _mean(values) for name, values in train_info.items()}
         record["lr"] = scheduler.get_last_lr()[0]
-        metrics.append(record)
         train_losses.clear()
         train_info.clear()
-        shown = " | ".join(f"{k} {_short(v)}" for k, v in record.items())
-        tqdm.write(shown, file=sys.stdout)
+        if main:  # every rank evaluates the same model on the same data; rank 0 logs
+            metrics.append(record)
+            tqdm.write(" | ".join(f"{k} {_short(v)}" for k, v in record.items()), file=sys.stdout)
         return record
 
     def budget_spent() -> bool:
@@ -187,11 +213,11 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     last_record = read_metrics(out_dir / METRICS_FILE)[-1:] or [None]
     last_record = last_record[0]
     model.train()
-    bar = tqdm(total=settings.steps, initial=step, disable=not (settings.progress and sys.stderr.isatty()), dynamic_ncols=True)
+    bar = tqdm(total=settings.steps, initial=step, disable=not (main and settings.progress and sys.stderr.isatty()), dynamic_ncols=True)
     with _stop_requests() as stop:
         while not budget_spent():
             started = time.perf_counter()
-            loss, info = task.training_loss(model, step)
+            loss, info = task.training_loss(trained, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.clip_norm is not None:
@@ -199,13 +225,13 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_value = loss.item()
+            elapsed += time.perf_counter() - started
+            loss_value, stop_requested, elapsed = distributed.sync_step(loss.detach(), stop["stop"], elapsed)
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"training loss became {loss_value} at step {step}; lower the learning rate or clip gradients")
             train_losses.append(loss_value)
             for name, value in info.items():
                 train_info.setdefault(name, []).append(float(value))
-            elapsed += time.perf_counter() - started
             postfix = {"loss": f"{loss_value:.4f}"}
             if last_record is not None:
                 postfix[task.main_metric] = _short(last_record[task.main_metric])
@@ -216,13 +242,16 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                 checkpoint()
             elif settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 checkpoint()
-            if stop["stop"]:
+            if stop_requested:
                 checkpoint()
                 bar.close()
-                metrics.close()
+                if main:
+                    metrics.close()
                 raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved, continue with --resume")
     bar.close()
-    metrics.close()
+    if main:
+        metrics.close()
+    distributed.barrier()  # rank 0 has written the last checkpoint and record
     if last_record is None or last_record["step"] != step:  # a budget already spent when resumed
         last_record = read_metrics(out_dir / METRICS_FILE)[-1]
     return last_record

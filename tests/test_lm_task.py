@@ -1,0 +1,243 @@
+"""The word-level LM task: model, carried memory, evaluation, resume, 2-process DDP, generate, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from relational_rnn.cli import build_run_config, main
+from relational_rnn.tasks import get_task
+from relational_rnn.tasks.lm import batchify, num_windows, window
+from relational_rnn.tasks.lm.task import detach_state
+from relational_rnn.train import ConfigError, load_checkpoint, read_metrics, train
+
+WORDS = "the of and a in to is was cat dog sat on mat ran far home big small red blue".split()
+
+
+def _text(rng: random.Random, tokens: int) -> str:
+    lines, written = [], 0
+    while written < tokens:
+        n = rng.randint(3, 12)
+        lines.append(" ".join(rng.choices(WORDS, weights=range(len(WORDS), 0, -1), k=n)))
+        written += n + 1
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def corpus_dir(tmp_path, monkeypatch):
+    """A tiny WikiText-layout corpus: ~1200 train tokens, ~200 valid and test tokens, 20 words."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "corpus"
+    root.mkdir()
+    rng = random.Random(0)
+    for split, tokens in (("train", 1200), ("valid", 200), ("test", 200)):
+        (root / f"{split}.txt").write_text(_text(rng, tokens))
+    return root
+
+
+def tiny(corpus_dir, **extra):
+    """Option pairs for a tiny cpu-preset run on the fixture corpus."""
+    options = dict(data_dir=corpus_dir, embed_size=8, mem_slots=1, head_size=4, num_heads=2, bptt=5, batch_size=4,
+                   eval_batch_size=2, dropout=0.0, eval_tokens=None, cutoff_fractions="0.6,0.9", adaptive_div_value=2, threads=1, progress=False)
+    options.update(extra)
+    return [(name, str(value)) for name, value in options.items()]
+
+
+def make_task(corpus_dir, **extra):
+    run = build_run_config("lm", "cpu", tiny(corpus_dir, **extra))
+    task = get_task("lm")(run.task, run.core, seed=0, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    return task, task.build_model()
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_model_shapes_and_tied_weights(corpus_dir, core, adaptive):
+    task, model = make_task(corpus_dir, core=core, adaptive_softmax=adaptive)
+    vocab_size = len(task.vocabulary())
+    inputs = torch.randint(0, vocab_size, (3, 7))
+    features, memory = model.features(inputs)
+    assert features.shape == (3, 7, 8)
+    assert model.token_nll(features, inputs).shape == (3, 7)
+    logp = model.log_probs(features)
+    assert logp.shape == (3, 7, vocab_size)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(3, 7), atol=1e-5, rtol=0)
+    if adaptive:
+        cutoffs = task.cutoffs()
+        assert cutoffs and model.decoder is None
+        assert model.adaptive.head.embedding.weight is model.embedding.weight  # the shortlist rows are the embedding
+        # the output layer alone (no embedding lookup) sends gradient into the embedding's shortlist rows
+        model.zero_grad()
+        model.token_nll(features.detach(), torch.zeros(3, 7, dtype=torch.long)).sum().backward()
+        assert model.embedding.weight.grad[: cutoffs[0]].abs().sum() > 0
+    else:
+        assert model.adaptive is None and model.decoder.weight is model.embedding.weight
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_memory_carried_across_windows_and_detached(corpus_dir, core):
+    task, model = make_task(corpus_dir, core=core)
+    streams = task.train_streams()
+    n = num_windows(streams, 5)
+    loss0, _ = task.training_loss(model, 0)
+    parts = [task.memory] if isinstance(task.memory, torch.Tensor) else list(task.memory)
+    assert all(part.grad_fn is None and not part.requires_grad for part in parts)
+    loss1, _ = task.training_loss(model, 1)
+    # windows 0 and 1 as one sequence from a fresh memory: the second half's loss is loss1
+    inputs = torch.cat([window(streams, 0, 5)[0], window(streams, 1, 5)[0]], dim=1)
+    targets = torch.cat([window(streams, 0, 5)[1], window(streams, 1, 5)[1]], dim=1)
+    nll, _ = model(inputs, None, targets)
+    torch.testing.assert_close(loss0, nll[:, :5].mean())
+    torch.testing.assert_close(loss1, nll[:, 5:].mean())
+    # a new pass over the data (step n) starts from a fresh memory again
+    torch.testing.assert_close(task.training_loss(model, n)[0], loss0)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_evaluation_perplexity_is_exp_of_mean_cross_entropy(corpus_dir, adaptive):
+    task, model = make_task(corpus_dir, adaptive_softmax=adaptive, eval_batch_size=3, bptt=4)
+    model.eval()
+    result = task.evaluate(model, split="test")
+    # by hand: each of the 3 streams in ONE pass (no windows), cross-entropy of every next token
+    streams = batchify(task.corpus().splits["test"], 3)
+    with torch.no_grad():
+        features, _ = model.features(streams[:, :-1])
+        if adaptive:
+            logp = model.log_probs(features)
+        else:
+            logp = F.log_softmax(features @ model.embedding.weight.T + model.decoder.bias, dim=-1)
+    nll = -logp.gather(-1, streams[:, 1:].unsqueeze(-1)).squeeze(-1)
+    assert result["tokens"] == nll.numel() == 3 * (streams.size(1) - 1)
+    assert result["loss"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert result["perplexity"] == pytest.approx(math.exp(nll.mean().item()), rel=1e-5)
+    assert result["split"] == "test"
+    # the training-time evaluation reads only the first eval_tokens of eval_split
+    task.config.eval_tokens = 40
+    limited = task.evaluate(model)
+    assert limited["split"] == "valid" and limited["tokens"] <= 40
+    assert task.evaluate(model, split="valid")["tokens"] > 40  # an explicit split means all of it
+    with pytest.raises(ConfigError, match="split"):
+        task.evaluate(model, split="train2")
+
+
+def _without_time(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_resume_equals_uninterrupted(corpus_dir, tmp_path):
+    options = tiny(corpus_dir, dropout=0.3, eval_every=4, eval_tokens=60)
+    # the resumed run starts mid-pass (window 4 of ~30), its memory carried from the checkpoint
+    options += [("bptt", "10"), ("steps", "8")]
+    whole = train(build_run_config("lm", "cpu", options), tmp_path / "whole")
+    half = build_run_config("lm", "cpu", options)
+    half.override("steps", "4")
+    train(half, tmp_path / "resumed")
+    resumed = build_run_config("lm", "cpu", options)
+    assert train(resumed, tmp_path / "resumed", resume=True)["step"] == 8
+    assert _without_time(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == _without_time(
+        read_metrics(tmp_path / "whole" / "metrics.jsonl"))
+    assert _without_time([whole]) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl")[-1:])
+    state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["task_state"]
+    assert state["vocabulary"]["words"][0] == "<eos>" and state["memory"][0].shape[0] == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, ports: list[int], options: list[tuple[str, str]], out_dir: str) -> None:
+    """One of 2 processes, set up as torchrun would: 3 steps, then a resume to the end of the budget."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+    first = build_run_config("lm", "cpu", options)
+    first.override("steps", "3")
+    os.environ["MASTER_PORT"] = str(ports[0])
+    train(first, Path(out_dir))
+    os.environ["MASTER_PORT"] = str(ports[1])
+    train(build_run_config("lm", "cpu", options), Path(out_dir), resume=True)
+
+
+def test_two_processes_equal_one_process_with_the_same_global_batch(corpus_dir, tmp_path):
+    options = tiny(corpus_dir, steps=6, eval_every=3, eval_tokens=60)
+    train(build_run_config("lm", "cpu", options), tmp_path / "single")
+    # 2 processes (gloo), 2 of the 4 streams each, the run interrupted and resumed after step 3
+    torch.multiprocessing.spawn(_ddp_worker, args=([_free_port(), _free_port()], options, str(tmp_path / "ddp")), nprocs=2)
+    single = read_metrics(tmp_path / "single" / "metrics.jsonl")
+    ddp = read_metrics(tmp_path / "ddp" / "metrics.jsonl")
+    assert [r["step"] for r in ddp] == [r["step"] for r in single] == [3, 6]
+    for a, b in zip(single, ddp):
+        for key in ("loss", "perplexity", "train_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    state_a = load_checkpoint(tmp_path / "single" / "checkpoint.pt")
+    state_b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    for name, weight in state_a["model"].items():
+        # Adam turns float-rounding differences in near-zero gradients into up to lr-sized steps
+        torch.testing.assert_close(state_b["model"][name], weight, rtol=1e-3, atol=5e-4)
+    memory_a, memory_b = state_a["task_state"]["memory"][0], state_b["task_state"]["memory"][0]
+    assert memory_b.shape == memory_a.shape == (4, 1, 8)  # every stream's memory, gathered from both ranks
+    torch.testing.assert_close(memory_b, memory_a, rtol=1e-3, atol=1e-3)
+
+
+def test_generate_samples_words_from_the_vocabulary(corpus_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in tiny(corpus_dir, steps=2, eval_every=2)]
+    assert main(["train", "lm", "--out", out, *flags]) == 0
+    capsys.readouterr()
+    from relational_rnn.train import load_trained
+
+    run, task, model, _ = load_trained(Path(out))
+    words = task.generate(model, "the cat zebra", tokens=12, temperature=0.7, seed=3)
+    assert len(words) == 12 and all(word in task.vocabulary() for word in words)
+    assert task.generate(model, "the cat zebra", tokens=12, temperature=0.7, seed=3) == words
+    assert main(["generate", out, "--prompt", "the cat", "--tokens", "12", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("the cat") and len(text.split()) >= 3
+    assert main(["generate", out, "--tokens", "5", "--temperature", "0"]) == 2
+    assert "temperature must be > 0" in capsys.readouterr().err
+    assert main(["eval", out, "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "test"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "lm", "--steps", "2"], "needs a corpus: give --data DIR"),
+    (["train", "lm", "--steps", "2", "--data", "/no/such/corpus"], "'/no/such/corpus' does not exist"),
+])
+def test_missing_data_dir_is_one_clear_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_tasks_without_sharding_refuse_several_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run = build_run_config("nth-farthest", "cpu", [("steps", "1")])
+    with pytest.raises(ConfigError, match="does not support multi-process"):
+        train(run, tmp_path / "run")
+
+
+def test_detach_state_handles_both_cores():
+    x = torch.ones(2, requires_grad=True) * 2
+    assert detach_state(x).grad_fn is None
+    assert all(part.grad_fn is None for part in detach_state((x, x)))
+
+
+def test_unigram_perplexity_baseline(corpus_dir):
+    from relational_rnn.tasks.lm import load_corpus
+    from relational_rnn.tasks.lm.task import unigram_perplexity
+
+    corpus = load_corpus(corpus_dir)
+    counts = [count + 1 for count in corpus.vocab.counts.tolist()]  # add-one smoothing
+    ids = corpus.splits["valid"].tolist()
+    by_hand = math.exp(-sum(math.log(counts[i] / sum(counts)) for i in ids) / len(ids))
+    assert unigram_perplexity(corpus, "valid") == pytest.approx(by_hand, rel=1e-9)
