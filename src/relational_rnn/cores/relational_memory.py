@@ -10,15 +10,24 @@ The step follows the spec in order: project the input to one extra row, attend o
 memory + input rows (`num_blocks` times, each block with its own projection and norms,
 one MLP shared by all blocks), drop the input row, then gate the new memory against the
 old one with constant input/forget biases.
+
+`RelationalMemory` runs a sequence in one of two ways that give the same numbers:
+
+* the straightforward path (`fast=False`): `RelationalMemoryCell.step` once per time step;
+  it is the spec in code, and what the tests compare with the slow reference;
+* the fast path (`fast=True`, the default): `fast_sequence` / `fast_step` below, which do
+  only the work the maths needs (each saving is listed in their docstrings). Tests check it
+  against the straightforward path for every option (tests/test_fast_path.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 GATE_STYLES = ("unit", "memory", None)
@@ -253,12 +262,35 @@ class RelationalMemory(nn.Module):
     `lengths` (optional, [B]) lets sequences of different lengths share a batch: entry b
     stops updating after `lengths[b]` steps, so its final memory (and its outputs from then
     on) are those at its own end.
+
+    Speed options (none changes the results beyond float rounding; see docs/performance.md):
+    `fast` (default True; the attribute `use_fast_path` can be flipped later) runs
+    `fast_sequence` instead of the straightforward per-step `cell.step`; `compile=True`
+    (attribute `use_compile`) wraps the fast step in `torch.compile` (compiled on the first
+    call, which is slow);
+    `recompute=True` keeps only each step's input memory for backward and recomputes the
+    step there (`torch.utils.checkpoint`): much less activation memory, more time.
     """
 
-    def __init__(self, input_size: int, mem_slots: int, head_size: int, *, batch_first: bool = False, **options) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        mem_slots: int,
+        head_size: int,
+        *,
+        batch_first: bool = False,
+        fast: bool = True,
+        compile: bool = False,
+        recompute: bool = False,
+        **options,
+    ) -> None:
         super().__init__()
         self.cell = RelationalMemoryCell(input_size, mem_slots, head_size, **options)
         self.batch_first = batch_first
+        self.use_fast_path = bool(fast)
+        self.use_compile = bool(compile)  # not `self.compile`: that would hide nn.Module.compile()
+        self.recompute = bool(recompute)
+        self._compiled_step: Optional[Callable[..., Tensor]] = None
 
     def __getattr__(self, name: str):
         try:
@@ -285,7 +317,18 @@ class RelationalMemory(nn.Module):
         return self.cell.reset_state(memory, done)
 
     def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}"
+        return (
+            f"batch_first={self.batch_first}, fast={self.use_fast_path}, compile={self.use_compile}, "
+            f"recompute={self.recompute}"
+        )
+
+    def _step_function(self) -> Callable[..., Tensor]:
+        """`fast_step`, or its `torch.compile`d version (made once, on first use) when `use_compile` is set."""
+        if not self.use_compile:
+            return fast_step
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(fast_step, dynamic=False)
+        return self._compiled_step
 
     def forward(
         self, x: Tensor, memory: Optional[Tensor] = None, lengths: Optional[Tensor] = None
@@ -304,13 +347,18 @@ class RelationalMemory(nn.Module):
             cell.check_memory(memory, batch, x)
         keep = _length_mask(lengths, steps, batch, x.device)
 
-        projected = cell.input_projection(x)  # every step's input row at once: [T, B, D]
-        outputs = []
-        for t in range(steps):
-            next_memory = cell.step(projected[t], memory)
-            memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
-            outputs.append(memory.flatten(1))
-        out = torch.stack(outputs, dim=0)
+        if self.use_fast_path:
+            out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
+        else:
+            # Every step's input row at once. `unbind` rather than `projected[t]`: indexing would
+            # make backward build a zero [T, B, D] gradient per step (quadratic in T).
+            projected = cell.input_projection(x).unbind(0)
+            outputs = []
+            for t in range(steps):
+                next_memory = cell.step(projected[t], memory)
+                memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
+                outputs.append(memory.flatten(1))
+            out = torch.stack(outputs, dim=0)
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, memory
@@ -327,3 +375,134 @@ def _length_mask(lengths: Optional[Tensor], steps: int, batch: int, device: torc
         raise ValueError(f"lengths must lie in 1..{steps} (the sequence length), got {lengths.tolist()}")
     steps_range = torch.arange(steps, device=device).unsqueeze(1)
     return (steps_range < lengths.to(device).unsqueeze(0)).view(steps, batch, 1, 1)
+
+
+# --- the fast path ----------------------------------------------------------------------------------
+
+
+def _input_terms(cell: RelationalMemoryCell, x: Tensor) -> tuple[Optional[Tensor], Tensor, Optional[Tensor]]:
+    """Everything that depends on the input alone, for all T steps at once.
+
+    Returns (input rows [T, B, D] or None when no later block reads them, block 1's
+    layer-normed qkv of the input row [T, B, F], the gates' input part [T, B, 2g] with every
+    bias and constant of the gate pre-activation folded in, or None without gating).
+    When it costs fewer multiply-adds (`fold_input_projection`), the input projection is
+    folded into the weights of the two input-term matmuls,
+    W (W_p x + b_p) + b = (W W_p) x + (W b_p + b), so the input rows are never formed.
+    """
+    block = cell.blocks[0]
+    projection = cell.input_projection
+    terms = [(block.qkv.weight, block.qkv.bias)]
+    if cell.gate_style is not None:
+        g = cell.gate_input.out_features // 2
+        bias = cell.gate_input.bias + cell.gate_memory.bias
+        constants = torch.cat([bias.new_full((g,), cell.input_bias), bias.new_full((g,), cell.forget_bias)])
+        terms.append((cell.gate_input.weight, bias + constants))
+    rows = projection(x) if cell.num_blocks > 1 else None
+    if fold_input_projection(cell, tokens=x.shape[0] * x.shape[1]):
+        outputs = [F.linear(x, weight @ projection.weight, torch.addmv(bias, weight, projection.bias)) for weight, bias in terms]
+    else:
+        rows_now = rows if rows is not None else projection(x)
+        outputs = [F.linear(rows_now, weight, bias) for weight, bias in terms]
+    qkv = _norm(block.qkv_norm, outputs[0])
+    gates = outputs[1] if cell.gate_style is not None else None
+    return rows, qkv, gates
+
+
+def fold_input_projection(cell: RelationalMemoryCell, tokens: int) -> bool:
+    """Whether folding the input projection into the input-term matmuls costs fewer multiply-adds.
+
+    Folded: one product of the weights, (out x D x I), then (tokens x I x out), plus the input
+    rows themselves when a later block needs them. Plain: tokens x D x (I + out).
+    """
+    out_features = cell.blocks[0].qkv.out_features + (cell.gate_input.out_features if cell.gate_style is not None else 0)
+    width, in_features = cell.mem_size, cell.input_size
+    folded = (tokens + width) * in_features * out_features + (cell.num_blocks > 1) * tokens * in_features * width
+    return folded < tokens * width * (in_features + out_features)
+
+
+def _norm(norm: nn.LayerNorm, rows: Tensor) -> Tensor:
+    return F.layer_norm(rows, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _mlp(mlp: nn.Sequential, rows: Tensor) -> Tensor:
+    for layer in mlp:
+        rows = F.linear(rows, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else F.relu(rows)
+    return rows
+
+
+def fast_step(
+    cell: RelationalMemoryCell,
+    memory: Tensor,
+    input_row: Optional[Tensor],
+    input_qkv: Tensor,
+    input_gates: Optional[Tensor],
+) -> Tensor:
+    """One step of the fast path: memory [B, N, D] and the step's `_input_terms` -> next memory.
+
+    Same maths as `RelationalMemoryCell.step`, less work:
+    * block 1 projects only the N memory rows; the input row's normed qkv comes precomputed;
+    * in the last block only the memory rows ask queries and go through the residuals and the
+      MLP: the input row's own output is dropped after it (with one block the input row is
+      just one more key and value);
+    * attention is `scaled_dot_product_attention` (same k^-1/2 scaling, one fused call);
+    * the gates' input part and all gate biases come precomputed: one matmul, one add and one
+      sigmoid for both gates;
+    * functional calls instead of module calls (less Python per step).
+    """
+    batch, slots = memory.shape[0], memory.shape[1]
+    heads, key_size, head_size = cell.num_heads, cell.key_size, cell.head_size
+    last = len(cell.blocks) - 1
+    rows = memory  # the rows entering the block: memory, plus the input row while a later block reads it
+    for index, block in enumerate(cell.blocks):
+        if index == 0:
+            memory_qkv = _norm(block.qkv_norm, F.linear(memory, block.qkv.weight, block.qkv.bias))
+            qkv = torch.cat([memory_qkv, input_qkv.unsqueeze(1)], dim=1)
+            if index != last:
+                rows = torch.cat([memory, input_row.unsqueeze(1)], dim=1)
+        else:
+            qkv = _norm(block.qkv_norm, F.linear(rows, block.qkv.weight, block.qkv.bias))
+        qkv = qkv.view(batch, -1, heads, 2 * key_size + head_size).transpose(1, 2)
+        queries, keys, values = qkv.split([key_size, key_size, head_size], dim=-1)
+        if index == last:  # only the memory rows' results are kept
+            queries, rows = queries[:, :, :slots], rows[:, :slots]
+        attended = F.scaled_dot_product_attention(queries, keys, values)  # softmax(q k^T / sqrt(k)) v
+        attended = attended.transpose(1, 2).reshape(rows.shape)
+        rows = _norm(block.attention_norm, rows + attended)
+        rows = _norm(block.mlp_norm, _mlp(cell.mlp, rows) + rows)
+    if cell.gate_style is None:
+        return rows
+    gates = torch.sigmoid(F.linear(torch.tanh(memory), cell.gate_memory.weight) + input_gates.unsqueeze(1))
+    input_gate, forget_gate = gates.chunk(2, dim=-1)
+    return input_gate * torch.tanh(rows) + forget_gate * memory
+
+
+def fast_sequence(
+    cell: RelationalMemoryCell,
+    x: Tensor,
+    memory: Tensor,
+    keep: Optional[Tensor] = None,
+    step: Callable[..., Tensor] = fast_step,
+    recompute: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """The fast path over a sequence: x [T, B, input_size], memory [B, N, D] -> (outputs [T, B, N*D], memory).
+
+    Savings over the straightforward loop, besides those of `fast_step`:
+    * everything input-only (`_input_terms`) runs once for all T steps, as big matmuls;
+    * with `recompute`, each step is checkpointed: backward keeps only the step's inputs and
+      reruns the step, trading about one extra forward for most of the activation memory.
+    `keep` [T, B, 1, 1] (from `lengths`) freezes finished sequences, as in the straightforward path.
+    """
+    # `unbind`, not `[t]`: backward then stacks the T step gradients once, instead of building
+    # a zero [T, B, ...] gradient for every step (quadratic in T).
+    rows, qkv, gates = (None if terms is None else terms.unbind(0) for terms in _input_terms(cell, x))
+    outputs = []
+    for t in range(x.shape[0]):
+        arguments = (cell, memory, None if rows is None else rows[t], qkv[t], None if gates is None else gates[t])
+        if recompute and torch.is_grad_enabled():
+            next_memory = torch.utils.checkpoint.checkpoint(step, *arguments, use_reentrant=False)
+        else:
+            next_memory = step(*arguments)
+        memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
+        outputs.append(memory.flatten(1))
+    return torch.stack(outputs, dim=0), memory

@@ -1,0 +1,461 @@
+"""Benchmark suite: the RMC (straightforward path, fast path, fast path compiled, fast path with
+recomputation) against an `nn.LSTM` with the same parameter count, forward + backward.
+
+For each case (a shape) every variant runs in this one process on the same input, so their
+ratios are what to quote; absolute times only describe the machine. Per variant it reports:
+
+* `ms_per_step`: wall time of one training step (forward, `outputs.mean()` backward), the
+  best of `--repeats` rounds after a warm-up step; the variants take turns within each round;
+* `tokens_per_s`: batch x sequence length / that time;
+* `act_mib_per_sample`: activation memory per sample. On CPU: the bytes of every distinct
+  tensor storage autograd saves for backward during the forward (counted with
+  `torch.autograd.graph.saved_tensors_hooks`, parameters excluded), which is deterministic.
+  On CUDA: `torch.cuda.max_memory_allocated` during the step minus what was allocated before;
+* `compile_s` (compiled variant): first step's time minus a steady step, i.e. compilation.
+
+    python benchmarks/bench_cores.py                      # all cases, 2 threads, table + JSON lines
+    python benchmarks/bench_cores.py --cases lm-issue nth-issue --repeats 5
+    python benchmarks/bench_cores.py --markdown docs/performance.md   # also write the report
+    rrnn bench --cases nth-issue                          # the same, through the CLI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from relational_rnn.cores import LSTMCore, RelationalMemory, count_parameters, lstm_hidden_size_for
+
+
+@dataclass
+class Case:
+    """One benchmark shape: the RMC options, the input width, batch and sequence length."""
+
+    description: str
+    input_size: int
+    batch: int
+    steps: int
+    rmc: dict
+    variants: tuple[str, ...] = ("reference", "fast", "compiled", "recompute", "lstm")
+    max_repeats: Optional[int] = None  # cap for the slowest cases; 0: time the warm-up step itself
+
+
+CASES: dict[str, Case] = {
+    "lm-issue": Case(
+        "issue #5 LM comparison shape: 1 slot, 4 heads x 192, key 64, 3-layer MLP, input 192",
+        input_size=192, batch=64, steps=100,
+        rmc=dict(mem_slots=1, num_heads=4, head_size=192, key_size=64, attention_mlp_layers=3),
+        variants=("reference", "fast", "compiled", "lstm"),
+        max_repeats=2,
+    ),
+    "nth-issue": Case(
+        "issue #5 N-th farthest comparison shape: 8 slots, 8 heads x 32, input 40",
+        input_size=40, batch=64, steps=8,
+        rmc=dict(mem_slots=8, num_heads=8, head_size=32),
+    ),
+    "lm-cpu": Case(
+        "LM at cpu scale (the lm task's cpu preset): 1 slot, 2 heads x 64, 2-layer MLP, embedding 128, BPTT 35",
+        input_size=128, batch=32, steps=35,
+        rmc=dict(mem_slots=1, num_heads=2, head_size=64, attention_mlp_layers=2),
+        variants=("reference", "fast", "compiled", "lstm"),
+    ),
+    "lm-paper": Case(
+        "LM at paper scale: 1 slot, 4 heads x 625 (2500 units), 5-layer MLP, embedding 512, BPTT 100 "
+        "(the paper's batch is 64 per GPU; 4 keeps a step within a minute here)",
+        input_size=512, batch=4, steps=100,
+        rmc=dict(mem_slots=1, num_heads=4, head_size=625, attention_mlp_layers=5),
+        variants=("reference", "fast", "lstm"),
+        max_repeats=0,
+    ),
+    "nth-paper": Case(
+        "N-th farthest paper shape (K=8, d=16): 8 slots, 8 heads x 32, input 40, the paper's batch",
+        input_size=40, batch=1600, steps=8,
+        rmc=dict(mem_slots=8, num_heads=8, head_size=32),
+        variants=("reference", "fast", "recompute", "lstm"),
+        max_repeats=0,
+    ),
+    "lte-paper": Case(
+        "LTE paper shape: 4 slots, 4 heads x 128, 'memory' gating, one-hot input 30, the paper's batch, 50 characters",
+        input_size=30, batch=128, steps=50,
+        rmc=dict(mem_slots=4, num_heads=4, head_size=128, gate_style="memory"),
+        variants=("reference", "fast", "lstm"),
+        max_repeats=2,
+    ),
+}
+
+VARIANTS = {
+    "reference": "RMC, straightforward path (fast=False)",
+    "fast": "RMC, fast path (the default)",
+    "compiled": "RMC, fast path + torch.compile (compile=True)",
+    "recompute": "RMC, fast path + per-step recomputation (recompute=True)",
+    "lstm": "nn.LSTM with the RMC's parameter count",
+}
+
+
+def build_variant(case: Case, variant: str, device: torch.device) -> nn.Module:
+    """The module for one variant; every RMC variant gets the same weights (same seed)."""
+    torch.manual_seed(0)
+    if variant == "lstm":
+        rmc = RelationalMemory(case.input_size, **case.rmc)
+        hidden = lstm_hidden_size_for(count_parameters(rmc), case.input_size)
+        return LSTMCore(case.input_size, hidden).to(device)
+    options = dict(fast=variant != "reference", compile=variant == "compiled", recompute=variant == "recompute")
+    return RelationalMemory(case.input_size, **case.rmc, **options).to(device)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step(model: nn.Module, x: Tensor) -> Tensor:
+    """Forward, a scalar loss over every output, backward; gradients cleared first. Returns the outputs."""
+    model.zero_grad(set_to_none=True)
+    outputs, _ = model(x)
+    outputs.mean().backward()
+    return outputs.detach()
+
+
+
+def saved_activation_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """One training step; returns its outputs and the bytes of the distinct tensor storages autograd
+    saves for backward in the forward (parameters excluded)."""
+    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameter_storages:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outputs, _ = model(x)
+    outputs.mean().backward()
+    return outputs.detach(), sum(seen.values())
+
+
+def cuda_activation_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """One training step; returns its outputs and the peak CUDA memory allocated during it, above
+    what was allocated before it."""
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize(x.device)
+    before = torch.cuda.memory_allocated(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    outputs = training_step(model, x)
+    torch.cuda.synchronize(x.device)
+    return outputs, torch.cuda.max_memory_allocated(x.device) - before
+
+
+def measured_step(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """A training step that also measures activation memory (the method depends on the device)."""
+    return cuda_activation_bytes(model, x) if x.device.type == "cuda" else saved_activation_bytes(model, x)
+
+
+def run_case(name: str, case: Case, repeats: int, device: torch.device, variants: Optional[Sequence[str]] = None) -> list[dict]:
+    """Time every variant of one case on one shared input; one result dict per variant.
+
+    The variants take turns (one timed step each, `repeats` rounds), so a change in the load of
+    a shared machine hits them all alike; `ms_per_step` is the best round (least disturbed),
+    `ms_median` the median.
+    """
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(case.steps, case.batch, case.input_size, generator=generator).to(device)
+    repeats = repeats if case.max_repeats is None else min(repeats, case.max_repeats)
+    chosen = [variant for variant in case.variants if not variants or variant in variants]
+    models, first, outputs, activation, times = {}, {}, {}, {}, {variant: [] for variant in chosen}
+    for variant in chosen:  # warm-up: compiles the compiled variant, measures the others' memory
+        models[variant] = build_variant(case, variant, device)
+        start = time.perf_counter()
+        if variant == "compiled":
+            outputs[variant] = training_step(models[variant], x)
+        else:
+            outputs[variant], activation[variant] = measured_step(models[variant], x)
+        _synchronize(device)
+        first[variant] = time.perf_counter() - start
+    for _ in range(repeats):
+        for variant in chosen:
+            start = time.perf_counter()
+            training_step(models[variant], x)
+            _synchronize(device)
+            times[variant].append(time.perf_counter() - start)
+    results = []
+    for variant in chosen:
+        model = models.pop(variant)
+        seconds = min(times[variant] or [first[variant]])  # no rounds: the warm-up step is the time
+        if variant == "compiled":  # measured once compiled
+            activation[variant] = measured_step(model, x)[1]
+        result = dict(
+            case=name,
+            variant=variant,
+            device=str(device),
+            threads=torch.get_num_threads(),
+            batch=case.batch,
+            steps=case.steps,
+            parameters=count_parameters(model),
+            ms_per_step=round(seconds * 1000, 2),
+            ms_median=round(statistics.median(times[variant] or [first[variant]]) * 1000, 2),
+            repeats=repeats,
+            tokens_per_s=round(case.batch * case.steps / seconds, 1),
+            act_mib_per_sample=round(activation[variant] / case.batch / 2**20, 4),
+        )
+        if variant == "lstm":
+            result["lstm_hidden"] = model.hidden_size
+        if variant == "compiled":
+            result["compile_s"] = round(first[variant] - seconds, 1)
+        if variant not in ("lstm", "fast") and "fast" in outputs:  # same weights: the outputs must agree
+            result["max_abs_diff_vs_fast"] = float(f"{(outputs[variant] - outputs['fast']).abs().max().item():.2e}")
+        results.append(result)
+        del model
+    lstm = next((r for r in results if r["variant"] == "lstm"), None)
+    reference = next((r for r in results if r["variant"] == "reference"), None)
+    for result in results:
+        if lstm:
+            result["x_lstm"] = round(result["ms_per_step"] / lstm["ms_per_step"], 2)
+        if reference:
+            result["speedup_vs_reference"] = round(reference["ms_per_step"] / result["ms_per_step"], 2)
+        print(json.dumps(result), flush=True)
+    return results
+
+
+def table(results: list[dict]) -> str:
+    """A markdown table of all results."""
+    lines = [
+        "| case | variant | params | ms / step | tokens / s | x LSTM time | speed-up vs reference "
+        "| activations MiB / sample | compile s | max abs diff vs fast |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['case']} | {r['variant']} | {r['parameters']:,} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} "
+            f"| {r.get('x_lstm', '')} | {r.get('speedup_vs_reference', '')} | {r['act_mib_per_sample']:.3f} "
+            f"| {r.get('compile_s', '')} | {r.get('max_abs_diff_vs_fast', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def profile_case(case: Case, variant: str, device: torch.device, rows: int = 8) -> str:
+    """`torch.profiler` top operators (by self CPU time) of one training step, as a text table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_variant(case, variant, device)
+    x = torch.randn(case.steps, case.batch, case.input_size, generator=torch.Generator().manual_seed(1)).to(device)
+    training_step(model, x)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        training_step(model, x)
+        _synchronize(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=40)
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+TARGETS = [
+    # (description, case, variant, metric, comparison, bound, L0SG/relational-rnn-pytorch figure from the issue)
+    ("LM shape: RMC time / equal-parameter LSTM time", "lm-issue", "fast", "x_lstm", "<=", 1.5, "3.1x"),
+    ("N-th farthest shape: RMC time / equal-parameter LSTM time", "nth-issue", "fast", "x_lstm", "<=", 6.0, "9.1x"),
+    ("LM shape: fast path speed-up over the reference path", "lm-issue", "fast", "speedup_vs_reference", ">=", 1.5, "n/a"),
+    ("N-th farthest shape: activations MiB / sample (fast path)", "nth-issue", "fast", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
+    ("N-th farthest shape: activations MiB / sample (fast path, recompute=True)", "nth-issue", "recompute", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
+    ("N-th farthest shape: RMC time / LSTM time with recompute=True", "nth-issue", "recompute", "x_lstm", "<=", 6.0, "9.1x"),
+    ("LM shape: RMC time / LSTM time, compiled", "lm-issue", "compiled", "x_lstm", "<=", 1.5, "3.1x"),
+    ("N-th farthest shape: RMC time / LSTM time, compiled", "nth-issue", "compiled", "x_lstm", "<=", 6.0, "9.1x"),
+]
+
+
+def targets_table(results: list[dict]) -> str:
+    lines = ["| target | bound | measured | met? | L0SG port (issue) |", "|---|---|---|---|---|"]
+    for text, case, variant, metric, comparison, bound, theirs in TARGETS:
+        found = next((r for r in results if r["case"] == case and r["variant"] == variant and metric in r), None)
+        if found is None:
+            lines.append(f"| {text} | {comparison} {bound} | not run | | {theirs} |")
+            continue
+        value = found[metric]
+        met = value <= bound if comparison == "<=" else value >= bound
+        gap = value / bound if comparison == "<=" else bound / value
+        verdict = "yes" if met else f"no ({gap:.2f}x off)"
+        lines.append(f"| {text} | {comparison} {bound} | {value} | {verdict} | {theirs} |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, results: list[dict], cases: Sequence[str], profiles: dict[str, str], context: dict) -> None:
+    """docs/performance.md: how it was measured, the table, the targets, the profiles."""
+    case_lines = "\n".join(f"- `{name}`: {CASES[name].description}; batch {CASES[name].batch}, {CASES[name].steps} steps" for name in cases)
+    variant_lines = "\n".join(f"- `{name}`: {text}" for name, text in VARIANTS.items())
+    profile_text = "\n\n".join(f"### {title}\n\n```\n{text}\n```" for title, text in profiles.items())
+    text = f"""# Performance: RelationalMemory against nn.LSTM
+
+Produced by `{context['command']}`; every number below comes from that run
+(`benchmarks/bench_cores.py`). Do not edit by hand; rerun the command.
+
+- machine: {context['machine']}
+- torch {context['torch']}, device `{context['device']}`, **threads: {context['threads']}** (the issue's
+  targets are quoted for 2 threads; on a CPU shared with other jobs, more threads than free
+  cores make the threads wait on each other, so a loaded machine is measured with 1)
+- load average (1 / 5 / 15 min) before the run: {context['load_before']}; after: {context['load_after']}.
+  The CPU is shared with other processes when the load exceeds the thread count, so absolute
+  times are noisy; the variants of one case run back to back in one process, and their
+  **ratios** are what to quote.
+- timing: best of {context['repeats']} rounds after one warm-up step (fewer for the slowest cases,
+  see `repeats` in the JSON lines, where 0 means the warm-up step itself was timed, and
+  `ms_median` is the median); in each round the
+  variants of a case take turns, so load changes hit them alike. A training step is forward,
+  `outputs.mean()`, backward, on random inputs.
+- activation memory: {context['memory_method']}
+
+Cases:
+{case_lines}
+
+Variants:
+{variant_lines}
+
+## Results
+
+{table(results)}
+
+`x LSTM time` is the variant's time over the LSTM's in the same case; `max abs diff vs fast`
+compares the variant's float32 outputs with the fast path's on the same weights and input.
+Over tens of recurrent steps the recurrence amplifies float32 rounding, so differences of
+1e-4 to 1e-3 after 100 steps are expected (each float32 path is about that far from a
+float64 run); in float64 the paths agree to 1e-10 even after 100 steps (tests/test_fast_path.py).
+
+## Targets of issue #5
+
+The L0SG/relational-rnn-pytorch figures are those the issue quotes (same machine, 2 threads);
+they were not re-measured here.
+
+{targets_table(results)}
+
+## What the fast path does
+
+The straightforward path (`fast=False`, `RelationalMemoryCell.step`) is the spec in code:
+project the input, append it as a row, run every block on all N + 1 rows, drop the input
+row, gate. The fast path (`fast_sequence` / `fast_step` in
+`src/relational_rnn/cores/relational_memory.py`) gives the same numbers
+(tests/test_fast_path.py: float64 to 1e-10, float32 to 1e-5 relative, outputs and gradients)
+with less work:
+
+- every input-only term for all T steps at once, before the loop: block 1's qkv of the input
+  row (then its layer norm) and the gates' input part, with all gate biases and the constant
+  input/forget biases folded in; the input projection is folded into those two matmuls'
+  weights when that costs fewer multiply-adds (every case here but `lm-paper`, whose
+  batch x BPTT is small next to its width);
+- in the last block only the N memory rows ask queries and go through the norms and the MLP
+  (with one block the input row is only one more key and value): with one memory slot
+  (the LM) this halves the per-step work;
+- attention through `scaled_dot_product_attention`; one sigmoid for both gates; functional
+  calls instead of module calls;
+- `compile=True` wraps the step in `torch.compile`; `recompute=True` checkpoints each step
+  (backward keeps only the step's inputs and reruns it). `compile s` above is the first
+  step's extra time; it depends on inductor's on-disk cache (a first compile of a shape on a
+  machine takes longer than a later one).
+
+Both paths take each step's input terms from the precomputed [T, B, ...] tensors with
+`unbind` rather than indexing: indexing `projected[t]` makes backward build a zero gradient
+of the full [T, B, ...] size for every step, which is quadratic in T and was most of the
+straightforward path's time at BPTT 100 before it was fixed.
+
+What limits each case (from the profiles below and the table):
+
+- the matrix products (`aten::mm` in backward, `aten::addmm` in forward) take most of the
+  RMC's time on every shape; the arithmetic is what it is (the N-th farthest RMC does about
+  6x the LSTM's multiply-adds per token), so the gap to the LSTM is the LSTM's single fused
+  oneDNN kernel (`mkldnn_rnn_layer`, one call for all T steps) against ~25 small ops per RMC
+  step, each launched from Python and autograd;
+- the rest is per-op overhead: layer norms, the tiny attention (`scaled_dot_product_attention`
+  over N + 1 keys), `cat`/`copy_`, gradient accumulation (`add_`) across steps. It weighs most
+  when the matrices are small (`lm-cpu`, `nth-issue`). `torch.compile` fuses the elementwise
+  ops but gains little here (compare `compiled` with `fast`): the matrix products remain;
+- with `recompute=True` the forward of every step runs twice.
+
+## Profiles (one training step, top operators by self time)
+
+{profile_text}
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench_cores.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default: all)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="variants to run (default: each case's own list)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2, as in the issue's targets)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed training steps per variant, after one warm-up")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--markdown", type=Path, help="also write this markdown report (with profiles of the two issue shapes)")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.repeats < 1:
+        parser.error("--threads and --repeats must be >= 1")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda given but CUDA is not available")
+    torch.set_num_threads(args.threads)
+    load_before = _load()
+
+    results = []
+    for name in args.cases:
+        results.extend(run_case(name, CASES[name], args.repeats, device, args.variants))
+    print()
+    print(table(results))
+
+    if args.markdown:
+        profiles = {}
+        for name in ("lm-issue", "nth-issue"):
+            if name in args.cases:
+                for variant in ("fast", "lstm"):
+                    profiles[f"{name}, {variant}"] = profile_case(CASES[name], variant, device)
+        context = dict(
+            command="python benchmarks/bench_cores.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            machine=f"{_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+            + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+            torch=torch.__version__,
+            device=str(device),
+            threads=args.threads,
+            repeats=args.repeats,
+            load_before=load_before,
+            load_after=_load(),
+            memory_method=(
+                "peak `torch.cuda.max_memory_allocated` during a training step minus memory allocated before it, per sample"
+                if device.type == "cuda"
+                else "bytes of the distinct storages autograd saves during the forward (saved-tensor hooks, "
+                "parameters excluded), per sample; deterministic"
+            ),
+        )
+        write_markdown(args.markdown, results, args.cases, profiles, context)
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The fast path of RelationalMemory against its straightforward path (the spec in code, itself
+checked against the slow reference in test_relational_memory.py): outputs, final memory and
+every gradient, over the option grid, in float64 (1e-10) and float32 (1e-5 relative)."""
+
+import pytest
+import torch
+
+from relational_rnn import RelationalMemory
+from relational_rnn.cores.relational_memory import fold_input_projection
+
+OPTION_GRID = {
+    "unit gating": dict(mem_slots=3, head_size=4, num_heads=2),
+    "memory gating": dict(mem_slots=3, head_size=4, num_heads=2, gate_style="memory"),
+    "no gating": dict(mem_slots=3, head_size=4, num_heads=2, gate_style=None),
+    "three blocks": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=3),
+    "three blocks, memory gating": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=3, gate_style="memory"),
+    "three blocks, no gating": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=3, gate_style=None),
+    "key_size != head_size": dict(mem_slots=2, head_size=5, num_heads=2, key_size=3),
+    "width < slots": dict(mem_slots=5, head_size=2, num_heads=2),
+    "width > slots": dict(mem_slots=2, head_size=3, num_heads=3),
+    "one slot (the LM shape)": dict(mem_slots=1, head_size=4, num_heads=3, key_size=2, attention_mlp_layers=3),
+    "one MLP layer": dict(mem_slots=2, head_size=4, num_heads=1, attention_mlp_layers=1),
+    "three MLP layers, biases": dict(mem_slots=2, head_size=4, num_heads=2, attention_mlp_layers=3, forget_bias=0.5, input_bias=-0.3),
+}
+
+
+def _randomise(module):
+    """Random non-trivial values everywhere (layer norms included), so every weight matters."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.5)
+
+
+def _pair(input_size, dtype=torch.float64, seed=0, **options):
+    """The same randomised weights in a straightforward-path and a fast-path module."""
+    torch.manual_seed(seed)
+    slow = RelationalMemory(input_size, fast=False, **options).to(dtype)
+    _randomise(slow)
+    fast = RelationalMemory(input_size, **options).to(dtype)
+    fast.load_state_dict(slow.state_dict())
+    return slow, fast
+
+
+def _run(module, x, memory=None, lengths=None):
+    """Outputs, final memory and the gradients of a loss touching every output, w.r.t. parameters, x and memory."""
+    x = x.detach().requires_grad_(True)
+    if memory is None:
+        memory = module.initial_state(x.shape[0] if module.batch_first else x.shape[1], dtype=x.dtype)
+    memory = memory.detach().requires_grad_(True)
+    outputs, final = module(x, memory, lengths=lengths)
+    weights = torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype).view_as(outputs)
+    loss = (outputs * weights).sum() + final.square().sum()
+    gradients = torch.autograd.grad(loss, [*module.parameters(), x, memory])
+    return [outputs, final, *gradients]
+
+
+def _assert_all_close(expected, actual, dtype):
+    for a, b in zip(expected, actual, strict=True):
+        if dtype == torch.float64:
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-10)
+        else:  # 1e-5 relative to the tensor's own scale
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.detach().abs().max()))
+
+
+@pytest.mark.parametrize("case", OPTION_GRID)
+@pytest.mark.parametrize("input_size", [3, 40])  # folded and plain input projection
+def test_fast_path_equals_straightforward_path_float64(case, input_size):
+    slow, fast = _pair(input_size, **OPTION_GRID[case])
+    x = torch.randn(5, 3, input_size, dtype=torch.float64)
+    _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
+
+
+@pytest.mark.parametrize("case", ["unit gating", "memory gating", "three blocks, no gating", "one slot (the LM shape)", "width < slots"])
+def test_fast_path_equals_straightforward_path_float32(case):
+    slow, fast = _pair(6, dtype=torch.float32, seed=1, **OPTION_GRID[case])
+    x = torch.randn(7, 4, 6)
+    _assert_all_close(_run(slow, x), _run(fast, x), torch.float32)
+
+
+def test_both_input_projection_branches_are_exercised():
+    small_input = RelationalMemory(3, mem_slots=2, head_size=4, num_heads=2).cell
+    large_input = RelationalMemory(40, mem_slots=2, head_size=4, num_heads=2).cell
+    assert fold_input_projection(small_input, tokens=15)
+    assert not fold_input_projection(large_input, tokens=15)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 12, 100])
+def test_sequence_lengths(steps):
+    slow, fast = _pair(4, seed=2, mem_slots=3, head_size=4, num_heads=2, num_blocks=2)
+    x = torch.randn(steps, 2, 4, dtype=torch.float64)
+    _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
+
+
+def test_batch_first_and_lengths():
+    slow, fast = _pair(4, seed=3, mem_slots=2, head_size=4, num_heads=2, gate_style="memory")
+    slow.batch_first = fast.batch_first = True
+    x = torch.randn(3, 6, 4, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    _assert_all_close(_run(slow, x, lengths=lengths), _run(fast, x, lengths=lengths), torch.float64)
+
+
+def test_chunked_memory_carry_equals_one_run():
+    slow, fast = _pair(4, seed=4, mem_slots=3, head_size=4, num_heads=2, num_blocks=3)
+    x = torch.randn(7, 2, 4, dtype=torch.float64)
+    whole, final = slow(x)
+    first, memory = fast(x[:3])
+    second, final_chunked = fast(x[3:], memory)
+    torch.testing.assert_close(torch.cat([first, second]), whole, rtol=0, atol=1e-10)
+    torch.testing.assert_close(final_chunked, final, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["unit gating", "three blocks, no gating"])
+def test_recompute_gives_the_same_outputs_and_gradients(case):
+    slow, fast = _pair(5, seed=5, **OPTION_GRID[case])
+    fast.recompute = True
+    x = torch.randn(4, 3, 5, dtype=torch.float64)
+    _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
+    with torch.no_grad():  # no graph: recomputation is skipped
+        torch.testing.assert_close(fast(x)[0], slow(x)[0], rtol=0, atol=1e-10)
+
+
+def test_fast_path_gradcheck():
+    torch.manual_seed(6)
+    rmc = RelationalMemory(input_size=2, mem_slots=2, head_size=2, num_heads=2, num_blocks=2).double()
+    x = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
+    memory = rmc.initial_state(1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, m: rmc(x, m)[0], (x, memory))
+
+
+def test_fast_path_is_the_default_and_switchable():
+    rmc = RelationalMemory(3, mem_slots=2, head_size=4)
+    assert rmc.use_fast_path and not rmc.use_compile and not rmc.recompute
+    assert callable(rmc.compile)  # nn.Module.compile is not hidden by the option
+    assert "fast=True" in repr(rmc)
+    assert not RelationalMemory(3, mem_slots=2, head_size=4, fast=False).use_fast_path
+    # The speed options add no parameters: checkpoints load across them.
+    other = RelationalMemory(3, mem_slots=2, head_size=4, fast=False, recompute=True)
+    other.load_state_dict(rmc.state_dict())
