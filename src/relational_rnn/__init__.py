@@ -8,6 +8,7 @@ from .cores import (
     build_core,
     count_parameters,
     lstm_hidden_size_for,
+    recording,
 )
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "build_core",
     "count_parameters",
     "lstm_hidden_size_for",
+    "recording",
 ]
 __version__ = "0.1.0"

@@ -2,10 +2,14 @@
 
     rrnn train TASK --out DIR [--core rmc|lstm] [--preset cpu|paper] [--steps N | --minutes M]
                [--seed S] [--resume] [--OPTION VALUE ...]
-    rrnn eval DIR [--OPTION VALUE ...]
+    rrnn eval DIR [--OPTION VALUE ...]                 (lm: --split valid|test)
+    rrnn generate DIR --prompt "..." --tokens N --temperature T [--seed S]
+    rrnn play DIR [--out episode.gif] [--seed S]
     rrnn presets TASK
     rrnn report RUN_DIR... --out docs
+    rrnn inspect DIR --samples K --out DIR
     rrnn demo
+    rrnn bench [--cases ...] [--threads N] [--markdown docs/performance.md]
 
 Any config field can be set as `--field-name VALUE` (e.g. `--mem-slots 4 --lr 3e-4`), or as
 `--section.field VALUE` where a name is in two sections.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -72,7 +77,7 @@ def build_run_config(task_name: str, preset: str, overrides: Sequence[tuple[str,
 
 def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     overrides = _parse_overrides(extra)
-    named = [("core", args.core), ("steps", args.steps), ("minutes", args.minutes), ("seed", args.seed), ("threads", args.threads)]
+    named = [("core", args.core), ("steps", args.steps), ("minutes", args.minutes), ("seed", args.seed), ("threads", args.threads), ("data_dir", args.data)]
     given = [(name, value) for name, value in named if value is not None]
     if args.minutes is not None and args.steps is None:
         given.append(("steps", "none"))  # a time budget alone
@@ -86,7 +91,8 @@ def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     else:
         run = build_run_config(args.task, args.preset, given + overrides)
     record = train(run, out_dir, resume=args.resume)
-    print(json.dumps({"run": str(out_dir), **record}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        print(json.dumps({"run": str(out_dir), **record}))
     return 0
 
 
@@ -128,6 +134,45 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def command_play(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Render one episode of a trained agent to an animated GIF (tasks with a `play` method: pacman)."""
+    from .train.loop import load_trained
+
+    if extra:
+        raise UsageError(f"unexpected arguments {' '.join(extra)}")
+    run, task, model, state = load_trained(Path(args.run_dir), device=args.device)
+    if not hasattr(task, "play"):
+        raise UsageError(f"{args.run_dir} holds a {run.task_name} run; only pacman runs can be played")
+    seed = None if args.seed is None else int(args.seed)
+    print(json.dumps({"run": args.run_dir, "step": state["step"], **task.play(model, Path(args.out), seed=seed)}))
+    return 0
+
+
+def command_generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Sample text from a trained language model (tasks with a `generate` method: lm)."""
+    from .train.loop import load_trained
+
+    if extra:
+        raise UsageError(f"unexpected arguments {' '.join(extra)}")
+    run, task, model, state = load_trained(Path(args.run_dir), device=args.device)
+    if not hasattr(task, "generate"):
+        raise UsageError(f"{args.run_dir} holds a {run.task_name} run; only lm runs can generate text")
+    words = task.generate(model, args.prompt, tokens=args.tokens, temperature=args.temperature, seed=args.seed)
+    print(" ".join([args.prompt.strip(), *words]).strip().replace(" <eos> ", "\n").replace("<eos>", "\n"))
+    return 0
+
+
+def command_inspect(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Attention pictures of a trained RMC run."""
+    from .inspect import inspect_run
+
+    if extra:
+        raise UsageError(f"unexpected arguments {' '.join(extra)}")
+    for path in inspect_run(Path(args.run_dir), args.samples, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def command_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from .report import write_report
 
@@ -137,6 +182,13 @@ def command_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     path = write_report([Path(p) for p in args.run_dirs], Path(args.out), command)
     print(f"wrote {path}")
     return 0
+
+
+def command_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """The core benchmark suite (relational_rnn.bench, also benchmarks/bench_cores.py); options pass through."""
+    from .bench import main as bench_main
+
+    return bench_main(list(extra))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -153,6 +205,7 @@ def make_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", help="training minutes")
     train_parser.add_argument("--seed")
     train_parser.add_argument("--threads", help="torch threads (0: one per core)")
+    train_parser.add_argument("--data", help="corpus directory (lm); the same as --data-dir")
     train_parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train_parser.set_defaults(handler=command_train)
 
@@ -165,6 +218,28 @@ def make_parser() -> argparse.ArgumentParser:
     presets_parser.add_argument("task")
     presets_parser.set_defaults(handler=command_presets)
 
+    play_parser = commands.add_parser("play", help="render one episode of a trained pacman agent to an animated GIF")
+    play_parser.add_argument("run_dir")
+    play_parser.add_argument("--out", default="episode.gif", help="GIF file to write")
+    play_parser.add_argument("--seed", type=int, help="environment seed (default: the task's eval_seed)")
+    play_parser.add_argument("--device", choices=["cpu", "cuda"])
+    play_parser.set_defaults(handler=command_play)
+
+    generate_parser = commands.add_parser("generate", help="sample text from a trained lm run")
+    generate_parser.add_argument("run_dir")
+    generate_parser.add_argument("--prompt", default="", help="words to continue (unknown words read as <unk>)")
+    generate_parser.add_argument("--tokens", type=int, default=50, help="words to sample")
+    generate_parser.add_argument("--temperature", type=float, default=1.0, help="divides the log-probabilities; < 1 is more conservative")
+    generate_parser.add_argument("--seed", type=int, default=0)
+    generate_parser.add_argument("--device", choices=["cpu", "cuda"])
+    generate_parser.set_defaults(handler=command_generate)
+
+    inspect_parser = commands.add_parser("inspect", help="attention maps of a trained RMC run, as PNGs")
+    inspect_parser.add_argument("run_dir")
+    inspect_parser.add_argument("--samples", type=int, default=4, help="evaluation samples to draw")
+    inspect_parser.add_argument("--out", required=True, help="folder for the PNGs")
+    inspect_parser.set_defaults(handler=command_inspect)
+
     report_parser = commands.add_parser("report", help="write results.md and learning curves from run directories")
     report_parser.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
     report_parser.add_argument("--out", default="docs", help="folder for results.md and the plots")
@@ -174,17 +249,22 @@ def make_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--out", default="runs/demo")
     demo_parser.add_argument("--minutes", default="4", help="training minutes per core")
     demo_parser.set_defaults(handler=command_demo)
+
+    bench_parser = commands.add_parser(
+        "bench", add_help=False, help="benchmark the RMC paths against an equal-size LSTM (rrnn bench --help)"
+    )
+    bench_parser.set_defaults(handler=command_bench)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "eval", "demo", "presets"):
+    if extra and args.command not in ("train", "eval", "demo", "presets", "bench"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         return args.handler(args, extra)
-    except (ValueError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
+    except (ValueError, FileNotFoundError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
         print(f"rrnn: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

@@ -14,13 +14,14 @@ from typing import Optional
 from torch import nn
 
 from .lstm import LSTMCore, lstm_hidden_size_for, lstm_parameter_count
-from .relational_memory import RelationalMemory, RelationalMemoryCell, identity_memory
+from .relational_memory import CoreTrace, RelationalMemory, RelationalMemoryCell, identity_memory, recording
 
 CORE_KINDS = ("rmc", "lstm")
 
 __all__ = [
     "CORE_KINDS",
     "CoreConfig",
+    "CoreTrace",
     "LSTMCore",
     "RelationalMemory",
     "RelationalMemoryCell",
@@ -29,6 +30,7 @@ __all__ = [
     "identity_memory",
     "lstm_hidden_size_for",
     "lstm_parameter_count",
+    "recording",
 ]
 
 

@@ -23,7 +23,9 @@ old one with constant input/forget biases.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +69,44 @@ def identity_memory(
     return eye.unsqueeze(0).expand(batch_size, mem_slots, mem_size).contiguous()
 
 
+@dataclass
+class CoreTrace:
+    """What the core did at each step while `recording` was active (tensors detached, on the core's device).
+
+    attention[t][b]: block b's attention weights at step t, [B, heads, N+1, N+1] (rows: the
+    N memory slots then the input row, each attending over the same N+1 rows);
+    input_gate[t], forget_gate[t]: [B, N, g] (g = mem_size for "unit" gating, 1 for "memory";
+    empty lists without gating).
+    """
+
+    attention: list[list[Tensor]] = field(default_factory=list)
+    input_gate: list[Tensor] = field(default_factory=list)
+    forget_gate: list[Tensor] = field(default_factory=list)
+
+
+@contextmanager
+def recording(core: nn.Module) -> Iterator[CoreTrace]:
+    """Record attention weights and gates of every step the core takes inside the `with` block.
+
+        with recording(rmc) as trace:
+            outputs, memory = rmc(x)
+        trace.attention[-1][0]  # the first block's weights at the last step
+
+    `core` is a `RelationalMemory` or `RelationalMemoryCell`. While recording, the sequence
+    module runs the straightforward path (same numbers; the fast path skips the input row's
+    query, so it has no full attention map to record). Off, it costs nothing.
+    """
+    cell = core.cell if isinstance(core, RelationalMemory) else core
+    if not isinstance(cell, RelationalMemoryCell):
+        raise TypeError(f"recording needs a RelationalMemory or RelationalMemoryCell, got {type(core).__name__}")
+    trace = CoreTrace()
+    cell.trace = trace
+    try:
+        yield trace
+    finally:
+        cell.trace = None
+
+
 class AttentionBlock(nn.Module):
     """One round of multi-head attention over the rows, with this block's own projection and norms.
 
@@ -100,8 +140,10 @@ class AttentionBlock(nn.Module):
         output = (weights @ values).transpose(1, 2).reshape(rows.shape)
         return output, weights
 
-    def forward(self, rows: Tensor, mlp: nn.Module) -> Tensor:
-        attended, _ = self.attend(rows)
+    def forward(self, rows: Tensor, mlp: nn.Module, trace: Optional["CoreTrace"] = None) -> Tensor:
+        attended, weights = self.attend(rows)
+        if trace is not None:
+            trace.attention[-1].append(weights.detach())
         rows = self.attention_norm(rows + attended)
         return self.mlp_norm(mlp(rows) + rows)
 
@@ -163,6 +205,7 @@ class RelationalMemoryCell(nn.Module):
         self.attention_mlp_layers = attention_mlp_layers
         self.key_size = key_size if key_size is not None else head_size
         self.mem_size = num_heads * head_size
+        self.trace: Optional[CoreTrace] = None  # set while `recording(...)` is active
 
         self.input_projection = _linear(input_size, self.mem_size)
         self.blocks = nn.ModuleList(
@@ -224,13 +267,19 @@ class RelationalMemoryCell(nn.Module):
 
     def step(self, projected_input: Tensor, memory: Tensor) -> Tensor:
         """One step from an already projected input [B, D]; returns the next memory [B, N, D]."""
+        trace = self.trace
+        if trace is not None:
+            trace.attention.append([])
         rows = torch.cat([memory, projected_input.unsqueeze(1)], dim=1)  # [B, N+1, D]
         for block in self.blocks:
-            rows = block(rows, self.mlp)
+            rows = block(rows, self.mlp, trace)
         attended_memory = rows[:, : self.mem_slots]
         if self.gate_style is None:
             return attended_memory
         input_gate, forget_gate = self.gates(projected_input, memory)
+        if trace is not None:
+            trace.input_gate.append(input_gate.detach())
+            trace.forget_gate.append(forget_gate.detach())
         return input_gate * torch.tanh(attended_memory) + forget_gate * memory
 
     def gates(self, projected_input: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
@@ -347,7 +396,7 @@ class RelationalMemory(nn.Module):
             cell.check_memory(memory, batch, x)
         keep = _length_mask(lengths, steps, batch, x.device)
 
-        if self.use_fast_path:
+        if self.use_fast_path and cell.trace is None:
             out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
         else:
             # Every step's input row at once. `unbind` rather than `projected[t]`: indexing would

@@ -139,6 +139,48 @@ class NthFarthestTask(Task):
         inputs, answers = self.training_batch(step)
         return F.cross_entropy(model(inputs), answers), {}
 
+    def inspection_run(self, model: nn.Module, samples: int) -> tuple[list[str], Any]:
+        """Titles for the first `samples` evaluation samples; runs at least 500 for the statistics plot."""
+        count = min(max(samples, 500), self.config.eval_samples)
+        inputs, answers = self.eval_inputs[:count], self.eval_answers[:count]
+        predictions = model(inputs.to(self.device)).argmax(-1).cpu()
+        d, K = self.config.vector_dim, self.config.num_vectors
+        labels = inputs[:, :, d : d + K].argmax(-1)
+        n, m = inputs[:, 0, d + K : d + 2 * K].argmax(-1), inputs[:, 0, d + 2 * K :].argmax(-1)
+        titles = [
+            f"labels by step {labels[b].tolist()}, n={n[b].item()}, m={m[b].item()}: answer {answers[b].item()}, "
+            f"model {predictions[b].item()} ({'right' if predictions[b] == answers[b] else 'wrong'})"
+            for b in range(min(samples, count))
+        ]
+        reference_step = (labels == m.unsqueeze(1)).float().argmax(1)
+        answer_step = (labels == answers.unsqueeze(1)).float().argmax(1)
+        return titles, {"reference_step": reference_step, "answer_step": answer_step, "correct": predictions == answers}
+
+    def inspection_plots(self, trace: Any, data: Any, out_dir: Any) -> list:
+        """How much the memory attends to each arriving vector, split by its role in the question."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        # Attention of the memory rows on the input row, last block, mean over heads and rows: [B, T].
+        on_input = torch.stack([blocks[-1][:, :, : self.core_config.mem_slots, -1].mean(dim=(1, 2)) for blocks in trace.attention], 1)
+        steps = torch.arange(on_input.shape[1]).unsqueeze(0)
+        is_reference = steps == data["reference_step"].unsqueeze(1)
+        is_answer = (steps == data["answer_step"].unsqueeze(1)) & ~is_reference
+        other = ~is_reference & ~is_answer
+        groups = {"vector labelled m": is_reference, "the answer's vector": is_answer, "other vectors": other}
+        means = [on_input[mask].mean().item() for mask in groups.values()]
+        figure, axis = plt.subplots(figsize=(5, 3))
+        axis.bar(list(groups), means, color=["tab:red", "tab:green", "tab:gray"])
+        axis.set_ylabel("attention on the input row")
+        axis.set_title(f"memory attention to each arriving vector, {on_input.shape[0]} samples", fontsize=9)
+        figure.tight_layout()
+        path = out_dir / "attention_by_role.png"
+        figure.savefig(path, dpi=100, metadata={"Software": None})
+        plt.close(figure)
+        return [path]
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, **options: Any) -> dict[str, float]:
         if options:
