@@ -75,3 +75,18 @@ record = {
 print(json.dumps(record))
 EOF
 done
+
+# The LSTM once more, for the RMC's training time (its loop-measured seconds) instead of its steps.
+MINUTES=$("$PYTHON" -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])['seconds'] / 60)" "$OUT/rmc/metrics.jsonl")
+dir="$OUT/lstm-same-time"
+mkdir -p "$dir"
+resume=""
+[ -f "$dir/checkpoint.pt" ] && resume="--resume"
+echo "== lm cpu preset, lstm, $MINUTES minutes (the RMC's training time) -> $dir ($(date -u +%H:%M:%S))"
+"$RRNN" train lm --data "$DATA" --core lstm --preset cpu --minutes "$MINUTES" --threads 1 \
+    --seed 0 --progress false --out "$dir" $resume >> "$dir/train.log" 2>&1
+for split in valid test; do
+    "$RRNN" eval "$dir" --split "$split" --data-dir "$DATA" > "$dir/eval_$split.json"
+    cat "$dir/eval_$split.json"
+done
+"$RRNN" report results/runs --out docs

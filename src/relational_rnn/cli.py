@@ -134,15 +134,21 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
-def command_play(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Render one episode of a trained agent to an animated GIF (tasks with a `play` method: pacman)."""
+def _trained_task_with(run_dir: str, device: Optional[str], method: str, refusal: str):
+    """(task, model, checkpoint) of a trained run whose task has `method`; a UsageError saying `refusal` if not."""
     from .train.loop import load_trained
 
+    run, task, model, state = load_trained(Path(run_dir), device=device)
+    if not hasattr(task, method):
+        raise UsageError(f"{run_dir} holds a {run.task_name} run; {refusal}")
+    return task, model, state
+
+
+def command_play(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Render one episode of a trained agent to an animated GIF (tasks with a `play` method: pacman)."""
     if extra:
         raise UsageError(f"unexpected arguments {' '.join(extra)}")
-    run, task, model, state = load_trained(Path(args.run_dir), device=args.device)
-    if not hasattr(task, "play"):
-        raise UsageError(f"{args.run_dir} holds a {run.task_name} run; only pacman runs can be played")
+    task, model, state = _trained_task_with(args.run_dir, args.device, "play", "only pacman runs can be played")
     seed = None if args.seed is None else int(args.seed)
     print(json.dumps({"run": args.run_dir, "step": state["step"], **task.play(model, Path(args.out), seed=seed)}))
     return 0
@@ -150,13 +156,9 @@ def command_play(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def command_generate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Sample text from a trained language model (tasks with a `generate` method: lm)."""
-    from .train.loop import load_trained
-
     if extra:
         raise UsageError(f"unexpected arguments {' '.join(extra)}")
-    run, task, model, state = load_trained(Path(args.run_dir), device=args.device)
-    if not hasattr(task, "generate"):
-        raise UsageError(f"{args.run_dir} holds a {run.task_name} run; only lm runs can generate text")
+    task, model, _ = _trained_task_with(args.run_dir, args.device, "generate", "only lm runs can generate text")
     words = task.generate(model, args.prompt, tokens=args.tokens, temperature=args.temperature, seed=args.seed)
     print(" ".join([args.prompt.strip(), *words]).strip().replace(" <eos> ", "\n").replace("<eos>", "\n"))
     return 0

@@ -8,6 +8,7 @@ answer) through `Task.inspection_run`; tasks may add their own plots (`Task.insp
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 import torch
 
@@ -20,29 +21,33 @@ def _rmc_cells(model: torch.nn.Module) -> list[RelationalMemoryCell]:
     return [module for module in model.modules() if isinstance(module, RelationalMemoryCell)]
 
 
+MAX_STEPS_SHOWN = 16
+
+
 def attention_figure(attention: list[torch.Tensor], sample: int, title: str):
-    """One figure: steps down, heads across; each panel a [rows, N+1] attention map of the last block."""
+    """One figure: steps down (the last 16 at most), heads across; each panel a [rows, N+1] map of the last block."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = len(attention)
+    first = max(0, len(attention) - MAX_STEPS_SHOWN)
+    steps = len(attention) - first
     heads = attention[0].shape[1]
-    figure, axes = plt.subplots(steps, heads, figsize=(1.6 * heads + 1, 1.4 * steps + 1), squeeze=False)
-    for t in range(steps):
+    figure, axes = plt.subplots(steps, heads, figsize=(max(7.0, 1.6 * heads + 1), 1.4 * steps + 1), squeeze=False)
+    for row, t in enumerate(range(first, len(attention))):
         weights = attention[t][sample]  # [H, rows, N+1]
         slots = weights.shape[-1] - 1
         for h in range(heads):
-            axis = axes[t, h]
+            axis = axes[row, h]
             axis.imshow(weights[h].numpy(), vmin=0, vmax=1, cmap="viridis")
             axis.set_xticks(range(slots + 1), [str(i) for i in range(slots)] + ["in"], fontsize=6)
             axis.set_yticks(range(weights.shape[1]), [str(i) for i in range(slots)] + (["in"] if weights.shape[1] > slots else []), fontsize=6)
-            if t == 0:
+            if row == 0:
                 axis.set_title(f"head {h}", fontsize=8)
             if h == 0:
                 axis.set_ylabel(f"step {t}", fontsize=8)
-    figure.suptitle(title, fontsize=8)
+    figure.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=8)
     figure.tight_layout()
     return figure
 

@@ -296,6 +296,29 @@ class PacmanTask(Task):
                 "value_mse": sum(squared_errors) / len(squared_errors)}
 
     @torch.no_grad()
+    def inspection_run(self, model: nn.Module, samples: int, steps: int = 12) -> tuple[list[str], Any]:
+        """`samples` evaluation episodes side by side, greedy, for `steps` steps or until the first one ends."""
+        envs = [self.config.make_env() for _ in range(samples)]
+        seeds = [self.config.eval_seed + i for i in range(samples)]
+        obs = torch.from_numpy(np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]))
+        state = model.initial_state(samples)
+        actions_taken: list[list[int]] = [[] for _ in envs]
+        returns = [0.0 for _ in envs]
+        for _ in range(steps):
+            logits, _, state = model(obs.to(self.device), state)
+            actions = logits.argmax(-1).cpu().tolist()
+            results = [env.step(action) for env, action in zip(envs, actions)]
+            for i, (action, result) in enumerate(zip(actions, results)):
+                actions_taken[i].append(action)
+                returns[i] += result[1]
+            if any(result[2] or result[3] for result in results):
+                break
+            obs = torch.from_numpy(np.stack([result[0] for result in results]))
+        titles = [f"episode seed {seed}, greedy actions {taken} (0 stay, 1 right, 2 up, 3 left, 4 down), return {ret:g}"
+                  for seed, taken, ret in zip(seeds, actions_taken, returns)]
+        return titles, None
+
+    @torch.no_grad()
     def evaluate(self, model: nn.Module, **options: Any) -> dict[str, float]:
         """Mean and std of the return over the fixed evaluation episodes.
 

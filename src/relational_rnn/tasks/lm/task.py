@@ -330,6 +330,22 @@ thread, so they are far from that.
         model.train(was_training)
         return words
 
+    @torch.no_grad()
+    def inspection_run(self, model: nn.Module, samples: int) -> tuple[list[str], Any]:
+        """Titles for `samples` consecutive bptt windows from the start of the valid split, fed from a fresh memory."""
+        vocab, bptt = self.vocabulary(), self.config.bptt
+        valid = self.corpus().splits["valid"].long()
+        count = min(samples, (valid.numel() - 1) // bptt)
+        inputs = valid[: count * bptt].view(count, bptt)
+        model = distributed.unwrap(model)
+        features, _ = model.features(inputs.to(self.device), model.core.initial_state(count, device=self.device))
+        predictions = model.log_probs(features[:, -1]).argmax(-1).cpu()
+        titles = []
+        for b in range(count):
+            text = " ".join(vocab.decode(inputs[b].tolist()))
+            titles.append(f"...{text[-90:]} -> model's next word: {vocab.words[int(predictions[b])]}")
+        return titles, None
+
     # -- state ---------------------------------------------------------------------
 
     def _memory_batch_dim(self) -> int:

@@ -30,7 +30,7 @@ from ...train.config import ConfigError, TrainConfig
 from ..base import Preset, Task
 from ..heads import mlp_head
 from .curriculum import CURRICULA, LTEData, make_curriculum
-from .encoding import LTEBatch, vocab_size
+from .encoding import LTEBatch, decode, vocab_size
 from .metrics import accuracy_counts
 from .programs import TASKS as PROGRAMS
 
@@ -221,6 +221,20 @@ class LTETask(Task):
             "char_accuracy": totals["char_correct"] / totals["char_total"],
             "seq_accuracy": totals["seq_correct"] / totals["seq_total"],
         }
+
+    def inspection_run(self, model: nn.Module, samples: int) -> tuple[list[str], Any]:
+        """Titles for the first `samples` evaluation programs: program, target, the model's answer."""
+        batch = self.eval_batches[0]
+        count = min(samples, batch.inputs.shape[0])
+        inputs, lengths = batch.inputs[:count], batch.input_lengths[:count]
+        targets, mask = batch.targets[:count], batch.target_mask[:count]
+        predictions = model(inputs.to(self.device), lengths.to(self.device), targets.shape[1]).argmax(-1).cpu()
+        titles = [
+            f"{decode(inputs[b, : lengths[b]])} -> {decode(targets[b][mask[b]])}, model {decode(predictions[b][mask[b]])} "
+            f"(steps 0-{int(lengths[b]) - 1} read the program, the last {targets.shape[1]} decode)"
+            for b in range(count)
+        ]
+        return titles, None
 
     def state_dict(self) -> dict[str, Any]:
         return {"curriculum": self.data.state_dict(), "window": dict(self.window)}
