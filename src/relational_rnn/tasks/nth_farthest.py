@@ -116,7 +116,7 @@ class NthFarthestTask(Task):
             "cpu": Preset(
                 task=NthFarthestConfig(num_vectors=4, vector_dim=4, batch_size=64, eval_samples=2000),
                 core=CoreConfig(mem_slots=4, head_size=16, num_heads=4, num_blocks=1),
-                train=TrainConfig(steps=20_000, lr=1e-3, eval_every=500),
+                train=TrainConfig(steps=20_000, lr=1e-3, eval_every=500, threads=1),
                 description="K=4, d=4: trains on 2 CPU cores in minutes",
             ),
         }

@@ -179,7 +179,7 @@ class PacmanTask(Task):
                 task=PacmanConfig(num_envs=32, unroll_length=20, discount=0.99, entropy_cost=0.01, embed_size=64,
                                   eval_episodes=32),
                 core=CoreConfig(mem_slots=2, head_size=16, num_heads=2, num_blocks=1, gate_style="memory"),
-                train=TrainConfig(steps=1000, lr=1e-3, clip_norm=40.0, eval_every=50),
+                train=TrainConfig(steps=1000, lr=1e-3, clip_norm=40.0, eval_every=50, threads=1),
                 description="the paper's encoder, a small RMC (2 slots x 2 heads x 16, 'memory' gating), 32 envs, "
                 "unroll 20, entropy 0.01, Adam 1e-3: 640k env steps, 5 (viewport) to 11 (full) minutes on one thread "
                 "of a loaded 2-core machine",

@@ -34,7 +34,8 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: Optional[int] = None  # extra checkpoints between evaluations (default: at evaluations)
     seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core). The cpu presets use 1:
+    # their small matrices gain nothing from a second thread and lose much when the other core is busy
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     progress: bool = True  # tqdm progress bar (shown on a terminal only)
 

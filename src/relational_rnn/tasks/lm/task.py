@@ -205,7 +205,7 @@ thread, so they are far from that.
                 task=LMConfig(embed_size=128, dropout=0.1, bptt=35, batch_size=32, adaptive_softmax=True,
                               cutoff_fractions=(0.8, 0.95), eval_batch_size=64, eval_tokens=20_000),
                 core=CoreConfig(mem_slots=1, head_size=64, num_heads=2, num_blocks=1, attention_mlp_layers=2),
-                train=TrainConfig(steps=1500, lr=1e-3, clip_norm=0.1, eval_every=250),
+                train=TrainConfig(steps=1500, lr=1e-3, clip_norm=0.1, eval_every=250, threads=1),
                 description="WikiText-2 on one CPU thread in minutes: embedding 128, RMC 1 slot x 2 heads x 64, "
                 "BPTT 35, batch 32, dropout 0.1, adaptive softmax (head: the words of 80% of tokens); training-time "
                 "evaluation on the first 20k valid tokens",

@@ -159,7 +159,7 @@ class LTETask(Task):
             "cpu": Preset(
                 task=LTEConfig(max_length=2, max_nesting=2, batch_size=32, eval_samples=1000),
                 core=CoreConfig(mem_slots=2, head_size=32, num_heads=2, num_blocks=1, gate_style="memory"),
-                train=TrainConfig(steps=2000, lr=1e-3, eval_every=250),
+                train=TrainConfig(steps=2000, lr=1e-3, eval_every=250, threads=1),
                 description="L=2, nesting 2, batch 32, RMC 2 slots x 2 heads x 32: learns on one CPU thread in minutes",
             ),
         }
