@@ -41,6 +41,11 @@ def test_presets_lists_both_scales(capsys):
         (["train", "nth-farthest", "--out", "{tmp}/a", "--widht", "3"], "unknown option 'widht'"),
         (["train", "nth-farthest", "--out", "{tmp}/a", "--gate-style", "bad", "--steps", "1"], "gate_style must be one of"),
         (["train", "nth-farthest", "--out", "{tmp}/a", "--steps", "0"], "steps must be >= 1"),
+        (["train", "nth-farthest", "--out", "{tmp}/a", "--threads", "-1"], "threads must be >= 0"),
+        (["train", "nth-farthest", "--out", "{tmp}/a", "--lr-final", "0.5"], "lr_final must lie in"),
+        (["train", "nth-farthest", "--out", "{tmp}/good/config.json", "--steps", "1"], "File exists"),
+        (["eval", "{tmp}/not-a-config"], "expected a JSON object"),
+        (["report", "{tmp}/unknown-task"], "not a run config this version can read"),
         (["train", "nth-farthest", "--out", "{tmp}/a", "--resume"], "cannot resume"),
         (["eval", "{tmp}/nowhere"], "config.json is missing"),
         (["eval", "{tmp}/corrupt"], "corrupt"),
@@ -49,6 +54,10 @@ def test_presets_lists_both_scales(capsys):
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     main(["train", "nth-farthest", "--out", str(tmp_path / "good"), "--steps", "1", *TINY])
+    (tmp_path / "not-a-config").mkdir()
+    (tmp_path / "not-a-config" / "config.json").write_text("[1]")
+    (tmp_path / "unknown-task").mkdir()
+    (tmp_path / "unknown-task" / "config.json").write_text('{"task_name": "chess"}')
     for name, content in (("corrupt", b"\x00garbage"), ("missing-checkpoint", None)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_bytes((tmp_path / "good" / "config.json").read_bytes())

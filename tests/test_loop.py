@@ -73,6 +73,15 @@ def test_refuses_to_overwrite_or_resume_nothing(tmp_path):
         train(_run(steps=1), tmp_path / "empty", resume=True)
     with pytest.raises(RunDirectoryError, match="differs"):
         train(_run(steps=2, mem_slots=3), tmp_path / "run", resume=True)
+    with pytest.raises(RunDirectoryError, match="different seed, lr"):  # the restored optimiser would ignore them
+        train(_run(steps=2, seed=3, lr=1e-4), tmp_path / "run", resume=True)
+
+
+def test_resume_with_the_budget_already_spent_still_ends_with_an_evaluation(tmp_path):
+    train(_run(steps=4, eval_every=100, checkpoint_every=2), tmp_path / "run")
+    (tmp_path / "run" / "metrics.jsonl").write_text("")  # as if killed before its first evaluation
+    record = train(_run(steps=4, eval_every=100), tmp_path / "run", resume=True)
+    assert record["step"] == 4 and [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [4]
 
 
 def _cli(out_dir, steps):

@@ -54,8 +54,10 @@ def test_training_data_is_fresh_each_step_and_reproducible():
     first, again, second = task.training_batch(0), task.training_batch(0), task.training_batch(1)
     assert torch.equal(first[0], again[0]) and not torch.equal(first[0], second[0])
     assert not torch.equal(_task(seed=1).training_batch(0)[0], first[0])
-    # The evaluation set is the same whatever the training seed.
+    # The evaluation set is the same whatever the training seed, and no training step repeats it.
     assert torch.equal(_task(seed=1).eval_inputs, task.eval_inputs)
+    eval_seed = task.config.eval_seed
+    assert not torch.equal(task.training_batch(eval_seed)[0][:, :, :2], task.eval_inputs[:8, :, :2])
 
 
 def test_model_gives_raw_logits_and_evaluates_for_both_cores():

@@ -266,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         return args.handler(args, extra)
-    except (ValueError, FileNotFoundError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
+    except (ValueError, OSError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
         print(f"rrnn: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

@@ -79,12 +79,17 @@ def find_runs(paths: Iterable[Path]) -> tuple[list[RunSummary], list[Baseline]]:
 
 def load_run(directory: Path) -> Optional[RunSummary]:
     """A run's summary, or None when it has no evaluation yet."""
-    config = json.loads((directory / CONFIG_FILE).read_text())
+    path = directory / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+        task_type = get_task(config["task_name"])
+        task_config = task_type.config_type(**config["task"])
+        config["core"]["core"], config["train"]["seed"]
+    except (ValueError, KeyError, TypeError) as error:  # reads older runs too, unlike load_config
+        raise ConfigError(f"{path} is not a run config this version can read ({type(error).__name__}: {error})") from None
     metrics = read_metrics(directory / METRICS_FILE)
     if not metrics:
         return None
-    task_type = get_task(config["task_name"])
-    task_config = task_type.config_type(**config["task"])
     extra = {
         file.stem[len("eval_") :]: json.loads(file.read_text()) for file in sorted(directory.glob("eval_*.json"))
     }

@@ -9,6 +9,7 @@ batch; evaluation uses one fixed, seeded test set.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,13 @@ class NthFarthestConfig:
     @property
     def input_size(self) -> int:
         return self.vector_dim + 3 * self.num_vectors
+
+
+def stream_seed(*parts: object) -> int:
+    """A 63-bit seed named by `parts`: training and evaluation draw from disjoint named streams,
+    so no training batch can repeat the test set (as `seed * c + step == eval_seed` could)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def make_batch(num_vectors: int, vector_dim: int, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -99,7 +107,7 @@ class NthFarthestTask(Task):
     def __init__(self, config: NthFarthestConfig, core: CoreConfig, seed: int, device: torch.device) -> None:
         config.validate()
         super().__init__(config, core, seed, device)
-        generator = torch.Generator().manual_seed(config.eval_seed)
+        generator = torch.Generator().manual_seed(stream_seed("nth-farthest-eval", config.eval_seed))
         self.eval_inputs, self.eval_answers = make_batch(
             config.num_vectors, config.vector_dim, config.eval_samples, generator
         )
@@ -131,7 +139,7 @@ class NthFarthestTask(Task):
 
     def training_batch(self, step: int) -> tuple[Tensor, Tensor]:
         """Fresh data for every step, a function of (seed, step) alone."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        generator = torch.Generator().manual_seed(stream_seed("nth-farthest-train", self.seed, step))
         inputs, answers = make_batch(self.config.num_vectors, self.config.vector_dim, self.config.batch_size, generator)
         return inputs.to(self.device), answers.to(self.device)
 

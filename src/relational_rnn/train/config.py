@@ -8,6 +8,7 @@ or `train.lr=3e-4` where a name is ambiguous). The resolved config is saved as
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -44,10 +45,14 @@ class TrainConfig:
             raise ConfigError("give a budget: steps or minutes")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.minutes is not None and not (0 < self.minutes < math.inf):
+            raise ConfigError(f"minutes must be a finite number > 0, got {self.minutes}")
+        if not (0 < self.lr < math.inf):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.lr_final is not None and not (0 < self.lr_final <= self.lr):
+            raise ConfigError(f"lr_final must lie in (0, lr={self.lr}], got {self.lr_final}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.lr_final is not None and not (0 < self.lr_decay_rate <= 1 and self.lr_decay_steps >= 1):
             raise ConfigError("lr_decay_rate must lie in (0, 1] and lr_decay_steps be >= 1")
         if self.eval_every < 1:

@@ -33,6 +33,9 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+FIXED_ON_RESUME = ("seed", "lr", "lr_final", "lr_decay_rate", "lr_decay_steps")  # train fields a resume may not change
+
+
 class RunDirectoryError(RuntimeError):
     """A run directory that cannot be used as asked (exists without --resume, or missing files)."""
 
@@ -124,6 +127,9 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
         saved = load_config(out_dir)
         if saved.to_dict()["task"] != run.to_dict()["task"] or saved.core != run.core:
             raise RunDirectoryError(f"cannot resume {out_dir}: its task or core config differs from the one given")
+        changed = [name for name in FIXED_ON_RESUME if getattr(saved.train, name) != getattr(run.train, name)]
+        if changed:  # the restored optimiser, schedule and data stream would silently ignore them
+            raise RunDirectoryError(f"cannot resume {out_dir} with a different {', '.join(changed)}; only the budget and logging options may change")
     elif checkpoint_path.exists() or (out_dir / METRICS_FILE).exists():
         raise RunDirectoryError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out")
     distributed.barrier()  # every rank has checked the directory before rank 0 writes into it
@@ -248,12 +254,13 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
                 if main:
                     metrics.close()
                 raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved, continue with --resume")
+    if last_record is None or last_record["step"] != step:  # resumed with its budget already spent
+        last_record = evaluate()
+        checkpoint()
     bar.close()
     if main:
         metrics.close()
     distributed.barrier()  # rank 0 has written the last checkpoint and record
-    if last_record is None or last_record["step"] != step:  # a budget already spent when resumed
-        last_record = read_metrics(out_dir / METRICS_FILE)[-1]
     return last_record
 
 
@@ -266,8 +273,10 @@ def load_config(run_dir: Path) -> RunConfig:
         raise RunDirectoryError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunDirectoryError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"{path} does not hold a run config (expected a JSON object)")
     task_type = get_task(data.get("task_name", "?"))
     return RunConfig.from_dict(data, task_type.config_type)
 
