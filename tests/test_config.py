@@ -40,3 +40,12 @@ def test_unknown_task_and_preset():
         build_run_config("chess", "cpu", [])
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         build_run_config("nth-farthest", "huge", [])
+
+
+def test_cpu_presets_use_one_thread_and_paper_presets_all_cores():
+    from relational_rnn.tasks import TASKS
+
+    for task in TASKS.values():
+        presets = task.presets()
+        assert presets["cpu"].train.threads == 1, task.name
+        assert presets["paper"].train.threads == 0, task.name
