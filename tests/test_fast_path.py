@@ -1,6 +1,9 @@
-"""The fast path of RelationalMemory against its straightforward path (the spec in code, itself
+"""The fast paths of RelationalMemory against its straightforward path (the spec in code, itself
 checked against the slow reference in test_relational_memory.py): outputs, final memory and
-every gradient, over the option grid, in float64 (1e-10) and float32 (1e-5 relative)."""
+every gradient, over the option grid, in float64 (1e-10) and float32 (1e-5 relative).
+
+Both fast paths are checked: the fused one (cores/fused.py, the default with one attention
+block) and `fast_step` under autograd (`fused=False`, and every multi-block case)."""
 
 import pytest
 import torch
@@ -31,12 +34,12 @@ def _randomise(module):
             parameter.copy_(torch.randn_like(parameter) * 0.5)
 
 
-def _pair(input_size, dtype=torch.float64, seed=0, **options):
+def _pair(input_size, dtype=torch.float64, seed=0, fused=True, **options):
     """The same randomised weights in a straightforward-path and a fast-path module."""
     torch.manual_seed(seed)
     slow = RelationalMemory(input_size, fast=False, **options).to(dtype)
     _randomise(slow)
-    fast = RelationalMemory(input_size, **options).to(dtype)
+    fast = RelationalMemory(input_size, fused=fused, **options).to(dtype)
     fast.load_state_dict(slow.state_dict())
     return slow, fast
 
@@ -62,17 +65,20 @@ def _assert_all_close(expected, actual, dtype):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.detach().abs().max()))
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
 @pytest.mark.parametrize("case", OPTION_GRID)
 @pytest.mark.parametrize("input_size", [3, 40])  # folded and plain input projection
-def test_fast_path_equals_straightforward_path_float64(case, input_size):
-    slow, fast = _pair(input_size, **OPTION_GRID[case])
+def test_fast_path_equals_straightforward_path_float64(case, input_size, fused):
+    slow, fast = _pair(input_size, fused=fused, **OPTION_GRID[case])
+    assert fast.uses_fused_path == (fused and fast.num_blocks == 1)
     x = torch.randn(5, 3, input_size, dtype=torch.float64)
     _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
 @pytest.mark.parametrize("case", ["unit gating", "memory gating", "three blocks, no gating", "one slot (the LM shape)", "width < slots"])
-def test_fast_path_equals_straightforward_path_float32(case):
-    slow, fast = _pair(6, dtype=torch.float32, seed=1, **OPTION_GRID[case])
+def test_fast_path_equals_straightforward_path_float32(case, fused):
+    slow, fast = _pair(6, dtype=torch.float32, seed=1, fused=fused, **OPTION_GRID[case])
     x = torch.randn(7, 4, 6)
     _assert_all_close(_run(slow, x), _run(fast, x), torch.float32)
 
@@ -91,12 +97,68 @@ def test_sequence_lengths(steps):
     _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
 
 
-def test_batch_first_and_lengths():
-    slow, fast = _pair(4, seed=3, mem_slots=2, head_size=4, num_heads=2, gate_style="memory")
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_batch_first_and_lengths(gate_style, fused):
+    slow, fast = _pair(4, seed=3, fused=fused, mem_slots=2, head_size=4, num_heads=2, gate_style=gate_style)
     slow.batch_first = fast.batch_first = True
     x = torch.randn(3, 6, 4, dtype=torch.float64)
     lengths = torch.tensor([6, 2, 4])
     _assert_all_close(_run(slow, x, lengths=lengths), _run(fast, x, lengths=lengths), torch.float64)
+
+
+@pytest.mark.parametrize("case", ["unit gating", "memory gating", "no gating"])
+def test_fused_path_with_the_constant_initial_memory(case):
+    """No initial memory given: nothing asks for its gradient, so the fused backward skips it."""
+    slow, fast = _pair(4, seed=8, **OPTION_GRID[case])
+    x = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    results = []
+    for module in (slow, fast):
+        outputs, final = module(x)
+        loss = (outputs * torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype).view_as(outputs)).sum() + final.sum()
+        results.append([outputs, final, *torch.autograd.grad(loss, [*module.parameters(), x])])
+    _assert_all_close(*results, torch.float64)
+
+
+def test_fused_path_without_gradients_equals_straightforward_path():
+    slow, fast = _pair(4, seed=9, mem_slots=3, head_size=4, num_heads=2)
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    with torch.no_grad():
+        expected, final = slow(x)
+        outputs, fast_final = fast(x)
+    assert not outputs.requires_grad
+    torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fast_final, final, rtol=0, atol=1e-10)
+
+
+def test_fused_path_gradcheck():
+    torch.manual_seed(10)
+    rmc = RelationalMemory(input_size=2, mem_slots=2, head_size=2, num_heads=2, attention_mlp_layers=2).double()
+    assert rmc.uses_fused_path
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    memory = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 2])
+    assert torch.autograd.gradcheck(lambda x, m: rmc(x, m, lengths=lengths)[0], (x, memory))
+
+
+def test_fused_path_refuses_double_backward_and_autograd_path_allows_it():
+    rmc = RelationalMemory(3, mem_slots=2, head_size=2, num_heads=2).double()
+    x = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(rmc(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+    rmc.use_fused = False
+    (grad,) = torch.autograd.grad(rmc(x)[0].square().sum(), x, create_graph=True)
+    grad.sum().backward()  # second derivatives through fast_step
+
+
+def test_fused_path_is_used_exactly_where_it_applies():
+    assert RelationalMemory(3, mem_slots=2, head_size=4).uses_fused_path
+    assert not RelationalMemory(3, mem_slots=2, head_size=4, fused=False).uses_fused_path
+    assert not RelationalMemory(3, mem_slots=2, head_size=4, num_blocks=2).uses_fused_path
+    assert not RelationalMemory(3, mem_slots=2, head_size=4, recompute=True).uses_fused_path
+    assert not RelationalMemory(3, mem_slots=2, head_size=4, compile=True).uses_fused_path
+    assert "fused=True" in repr(RelationalMemory(3, mem_slots=2, head_size=4))
 
 
 def test_chunked_memory_carry_equals_one_run():
@@ -136,3 +198,13 @@ def test_fast_path_is_the_default_and_switchable():
     # The speed options add no parameters: checkpoints load across them.
     other = RelationalMemory(3, mem_slots=2, head_size=4, fast=False, recompute=True)
     other.load_state_dict(rmc.state_dict())
+
+
+def test_autocast_takes_the_autograd_path():
+    """The fused path expects one dtype throughout; under autocast the step runs under autograd."""
+    rmc = RelationalMemory(4, mem_slots=2, head_size=4, num_heads=2)
+    x = torch.randn(3, 2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs, _ = rmc(x)
+    outputs.float().sum().backward()
+    torch.testing.assert_close(outputs.float(), rmc(x)[0], rtol=0.05, atol=0.05)

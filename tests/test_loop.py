@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from relational_rnn.cli import build_run_config
 from relational_rnn.train import RunDirectoryError, evaluate_run, read_metrics, train
@@ -63,6 +64,15 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     train(_run(steps=8, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "parts", resume=True)
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert whole["lr"] < 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resume_on_cuda_equals_uninterrupted(tmp_path):
+    """The checkpoint's RNG states are CPU tensors whatever the run's device (they once were not)."""
+    train(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "whole")
+    train(_run(steps=4, eval_every=2, device="cuda"), tmp_path / "parts")
+    train(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "parts", resume=True)
+    assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path):

@@ -169,14 +169,25 @@ def test_dtypes_state_dict_and_moves():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu():
+@pytest.mark.parametrize("path", [dict(fast=False), dict(fused=False), dict()], ids=["reference", "autograd", "fused"])
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_cuda_matches_cpu(path, gate_style):
+    """Every path on CUDA gives the CPU straightforward path's outputs and gradients (float64)."""
     torch.manual_seed(7)
-    rmc = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2).double()
-    x = torch.randn(4, 2, 3, dtype=torch.float64)
-    cpu_out, _ = rmc(x)
-    gpu_out, gpu_memory = rmc.cuda()(x.cuda())
-    assert gpu_memory.device.type == "cuda"
-    torch.testing.assert_close(gpu_out.cpu(), cpu_out, rtol=0, atol=1e-10)
+    reference = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, gate_style=gate_style, fast=False).double()
+    rmc = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, gate_style=gate_style, **path).double()
+    rmc.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    lengths = torch.tensor([5, 3])
+    results = []
+    for module, device in ((reference, "cpu"), (rmc.cuda(), "cuda")):
+        inputs = x.to(device).requires_grad_(True)
+        outputs, memory = module(inputs, lengths=lengths.to(device))
+        assert memory.device.type == device
+        loss = (outputs * torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype, device=device).view_as(outputs)).sum()
+        results.append([t.cpu() for t in (outputs, *torch.autograd.grad(loss, [inputs, *module.parameters()]))])
+    for cpu, gpu in zip(*results, strict=True):
+        torch.testing.assert_close(gpu, cpu, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize(

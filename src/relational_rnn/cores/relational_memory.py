@@ -32,6 +32,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from relational_rnn.cores.fused import FusedSequence, SequenceShape
+
 GATE_STYLES = ("unit", "memory", None)
 
 
@@ -313,12 +315,18 @@ class RelationalMemory(nn.Module):
     on) are those at its own end.
 
     Speed options (none changes the results beyond float rounding; see docs/performance.md):
-    `fast` (default True; the attribute `use_fast_path` can be flipped later) runs
-    `fast_sequence` instead of the straightforward per-step `cell.step`; `compile=True`
-    (attribute `use_compile`) wraps the fast step in `torch.compile` (compiled on the first
-    call, which is slow);
-    `recompute=True` keeps only each step's input memory for backward and recomputes the
-    step there (`torch.utils.checkpoint`): much less activation memory, more time.
+    `fast` (default True; the attribute `use_fast_path` can be flipped later) runs the fast
+    path instead of the straightforward per-step `cell.step`. With one attention block the
+    fast path is fused (`fused=True`, attribute `use_fused`): one hand-written forward and
+    backward for the whole sequence (cores/fused.py), the fastest and leanest path; otherwise,
+    and with `fused=False`, it is `fast_sequence`, the step `fast_step` under autograd.
+    Two options apply to `fast_step` (and so turn the fused path off): `compile=True`
+    (attribute `use_compile`) wraps it in `torch.compile` (compiled on the first call, which
+    is slow); `recompute=True` keeps only each step's input memory for backward and
+    recomputes the step there (`torch.utils.checkpoint`): least activation memory, more time.
+    The fused path has no double backward (`torch.autograd.grad(..., create_graph=True)`
+    through it raises); use `fused=False` for that. Under `torch.autocast` the fast path
+    runs `fast_step` under autograd.
     """
 
     def __init__(
@@ -329,6 +337,7 @@ class RelationalMemory(nn.Module):
         *,
         batch_first: bool = False,
         fast: bool = True,
+        fused: bool = True,
         compile: bool = False,
         recompute: bool = False,
         **options,
@@ -337,6 +346,7 @@ class RelationalMemory(nn.Module):
         self.cell = RelationalMemoryCell(input_size, mem_slots, head_size, **options)
         self.batch_first = batch_first
         self.use_fast_path = bool(fast)
+        self.use_fused = bool(fused)
         self.use_compile = bool(compile)  # not `self.compile`: that would hide nn.Module.compile()
         self.recompute = bool(recompute)
         self._compiled_step: Optional[Callable[..., Tensor]] = None
@@ -367,9 +377,14 @@ class RelationalMemory(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"batch_first={self.batch_first}, fast={self.use_fast_path}, compile={self.use_compile}, "
+            f"batch_first={self.batch_first}, fast={self.use_fast_path}, fused={self.use_fused}, compile={self.use_compile}, "
             f"recompute={self.recompute}"
         )
+
+    @property
+    def uses_fused_path(self) -> bool:
+        """Whether the fast path runs fused (`FusedSequence`): one block, `fused`, no compile or recompute."""
+        return self.use_fused and self.cell.num_blocks == 1 and not self.use_compile and not self.recompute
 
     def _step_function(self) -> Callable[..., Tensor]:
         """`fast_step`, or its `torch.compile`d version (made once, on first use) when `use_compile` is set."""
@@ -397,7 +412,10 @@ class RelationalMemory(nn.Module):
         keep = _length_mask(lengths, steps, batch, x.device)
 
         if self.use_fast_path and cell.trace is None:
-            out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
+            if self.uses_fused_path and not _autocast_enabled(x.device.type):
+                out, memory = fused_sequence(cell, x, memory, keep)
+            else:
+                out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
         else:
             # Every step's input row at once. `unbind` rather than `projected[t]`: indexing would
             # make backward build a zero [T, B, D] gradient per step (quadratic in T).
@@ -411,6 +429,14 @@ class RelationalMemory(nn.Module):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, memory
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether torch.autocast is on for this device (the fused path does not handle mixed dtypes)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 def _length_mask(lengths: Optional[Tensor], steps: int, batch: int, device: torch.device) -> Optional[Tensor]:
@@ -432,9 +458,10 @@ def _length_mask(lengths: Optional[Tensor], steps: int, batch: int, device: torc
 def _input_terms(cell: RelationalMemoryCell, x: Tensor) -> tuple[Optional[Tensor], Tensor, Optional[Tensor]]:
     """Everything that depends on the input alone, for all T steps at once.
 
-    Returns (input rows [T, B, D] or None when no later block reads them, block 1's
-    layer-normed qkv of the input row [T, B, F], the gates' input part [T, B, 2g] with every
-    bias and constant of the gate pre-activation folded in, or None without gating).
+    Returns (input rows [T, B, D] or None when no later block reads them, block 1's qkv
+    projection of the input row [T, B, F] before its layer norm, the gates' input part
+    [T, B, 2g] with every bias and constant of the gate pre-activation folded in, or None
+    without gating).
     When it costs fewer multiply-adds (`fold_input_projection`), the input projection is
     folded into the weights of the two input-term matmuls,
     W (W_p x + b_p) + b = (W W_p) x + (W b_p + b), so the input rows are never formed.
@@ -453,9 +480,8 @@ def _input_terms(cell: RelationalMemoryCell, x: Tensor) -> tuple[Optional[Tensor
     else:
         rows_now = rows if rows is not None else projection(x)
         outputs = [F.linear(rows_now, weight, bias) for weight, bias in terms]
-    qkv = _norm(block.qkv_norm, outputs[0])
     gates = outputs[1] if cell.gate_style is not None else None
-    return rows, qkv, gates
+    return rows, outputs[0], gates
 
 
 def fold_input_projection(cell: RelationalMemoryCell, tokens: int) -> bool:
@@ -494,7 +520,8 @@ def fast_step(
     * in the last block only the memory rows ask queries and go through the residuals and the
       MLP: the input row's own output is dropped after it (with one block the input row is
       just one more key and value);
-    * attention is `scaled_dot_product_attention` (same k^-1/2 scaling, one fused call);
+    * attention as two batched matmuls (`scaled_dot_product_attention` was measured: its CPU
+      kernel is slower for a handful of rows, and it has no double backward);
     * the gates' input part and all gate biases come precomputed: one matmul, one add and one
       sigmoid for both gates;
     * functional calls instead of module calls (less Python per step).
@@ -515,7 +542,8 @@ def fast_step(
         queries, keys, values = qkv.split([key_size, key_size, head_size], dim=-1)
         if index == last:  # only the memory rows' results are kept
             queries, rows = queries[:, :, :slots], rows[:, :slots]
-        attended = F.scaled_dot_product_attention(queries, keys, values)  # softmax(q k^T / sqrt(k)) v
+        scores = torch.matmul(queries, keys.transpose(-1, -2)).mul_(key_size**-0.5)
+        attended = torch.matmul(torch.softmax(scores, dim=-1), values)
         attended = attended.transpose(1, 2).reshape(rows.shape)
         rows = _norm(block.attention_norm, rows + attended)
         rows = _norm(block.mlp_norm, _mlp(cell.mlp, rows) + rows)
@@ -544,7 +572,9 @@ def fast_sequence(
     """
     # `unbind`, not `[t]`: backward then stacks the T step gradients once, instead of building
     # a zero [T, B, ...] gradient for every step (quadratic in T).
-    rows, qkv, gates = (None if terms is None else terms.unbind(0) for terms in _input_terms(cell, x))
+    rows, qkv, gates = _input_terms(cell, x)
+    qkv = _norm(cell.blocks[0].qkv_norm, qkv)
+    rows, qkv, gates = (None if terms is None else terms.unbind(0) for terms in (rows, qkv, gates))
     outputs = []
     for t in range(x.shape[0]):
         arguments = (cell, memory, None if rows is None else rows[t], qkv[t], None if gates is None else gates[t])
@@ -555,3 +585,26 @@ def fast_sequence(
         memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
         outputs.append(memory.flatten(1))
     return torch.stack(outputs, dim=0), memory
+
+
+def fused_sequence(cell: RelationalMemoryCell, x: Tensor, memory: Tensor, keep: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """The fused path (one attention block only): same contract as `fast_sequence`.
+
+    The input-only terms come from `_input_terms` under autograd; the time loop, forward and
+    backward, is `FusedSequence` (cores/fused.py), which saves less and launches fewer ops.
+    """
+    if cell.num_blocks != 1:
+        raise ValueError(f"the fused path needs num_blocks == 1, got {cell.num_blocks}")
+    _, qkv, gates = _input_terms(cell, x)
+    block = cell.blocks[0]
+    gate_size = 0 if cell.gate_style is None else cell.gate_memory.out_features // 2
+    shape = SequenceShape(memory, qkv, cell.num_heads, cell.key_size, cell.head_size, gate_size, cell.attention_mlp_layers, block.qkv_norm.eps)
+    mlp = [tensor for layer in cell.mlp if isinstance(layer, nn.Linear) for tensor in (layer.weight, layer.bias)]
+    outputs = FusedSequence.apply(
+        shape, memory, qkv, gates, keep,
+        block.qkv.weight, block.qkv.bias, block.qkv_norm.weight, block.qkv_norm.bias,
+        block.attention_norm.weight, block.attention_norm.bias, block.mlp_norm.weight, block.mlp_norm.bias,
+        None if cell.gate_style is None else cell.gate_memory.weight,
+        *mlp,
+    )  # fmt: skip
+    return outputs, outputs[-1].view_as(memory)

@@ -157,7 +157,9 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     resumed_losses: list[float] = []
     resumed_info: dict[str, list[float]] = {}
     if resume:
-        state = load_checkpoint(checkpoint_path, map_location=device)
+        # On the CPU: load_state_dict copies weights and optimizer state to the parameters'
+        # device, tasks move what they keep on the device, and RNG states must stay on the CPU.
+        state = load_checkpoint(checkpoint_path, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -287,7 +289,7 @@ def load_trained(run_dir: Path, device: Optional[str] = None):
 
     run = load_config(run_dir)
     device_ = resolve_device(device or run.train.device)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, map_location=device_)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, map_location="cpu")
     task = get_task(run.task_name)(run.task, run.core, seed=run.train.seed, device=device_)
     task.load_state_dict(state["task_state"])
     model = task.build_model().to(device_)

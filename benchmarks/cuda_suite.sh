@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CUDA checks and numbers, in one go, on a machine with an NVIDIA GPU and a CUDA build of
+# torch (run from the repository root; nothing here runs in CI):
+#   1. the CUDA tests: every path of the core on the GPU against the CPU reference (float64),
+#      and a training run resumed on the GPU against an uninterrupted one;
+#   2. short training runs on the GPU (the loop picks CUDA by itself): N-th farthest and LTE,
+#      cpu presets, 300 steps straight against 150 steps + a resume to 300;
+#   3. the benchmark suite on the GPU, written to docs/performance_cuda.md;
+# with the logs in OUTDIR (default results/cuda).
+#
+#   bash benchmarks/cuda_suite.sh [OUTDIR]
+set -euo pipefail
+out=${1:-results/cuda}
+mkdir -p "$out"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$out/device.txt" 2>&1 || true
+
+python3 -m pytest -q -p no:cacheprovider tests/test_relational_memory.py tests/test_loop.py -k cuda 2>&1 | tee "$out/tests.txt"
+
+runs=$(mktemp -d)
+for task in nth-farthest lte; do
+    python3 -m relational_rnn.cli train "$task" --out "$runs/$task-straight" --steps 300 | tail -1 >"$runs/$task-straight.json"
+    python3 -m relational_rnn.cli train "$task" --out "$runs/$task-resumed" --steps 150 >/dev/null
+    python3 -m relational_rnn.cli train "$task" --out "$runs/$task-resumed" --steps 300 --resume | tail -1 >"$runs/$task-resumed.json"
+    python3 - "$task" "$runs/$task-straight.json" "$runs/$task-resumed.json" <<'PY'
+import json, sys
+task, straight, resumed = sys.argv[1], *(json.loads(open(path).read()) for path in sys.argv[2:])
+# train_* are averages since the last log, and the shorter run logged at its end (step 150)
+evaluation = [key for key in straight if key not in ("run", "seconds") and not key.startswith("train_")]
+same = all(straight[key] == resumed[key] for key in evaluation)
+print(f"{task} on CUDA: 300 steps straight {straight} ; 150 + resumed to 300 {resumed} ; evaluation identical: {same}")
+PY
+done 2>&1 | tee "$out/training.txt"
+
+python3 benchmarks/bench_cores.py --device cuda --repeats 10 --markdown docs/performance_cuda.md 2>&1 | tee "$out/bench.txt"
+cp docs/performance_cuda.md "$out/"

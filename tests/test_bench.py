@@ -1,0 +1,64 @@
+"""The benchmark suite's machinery on a tiny case (timings are not checked: benchmarks measure
+speed, tests do not)."""
+
+import json
+
+import torch
+
+from relational_rnn import bench
+from relational_rnn.bench import Case, matmul_floor, run_case, table, targets_table
+
+TINY = Case(
+    "tiny", input_size=5, batch=3, steps=4,
+    rmc=dict(mem_slots=2, num_heads=2, head_size=4),
+    variants=("reference", "autograd", "fast", "recompute", "graphed", "lstm", "matmuls"),
+)  # fmt: skip
+
+
+def test_run_case_reports_every_cpu_variant(capsys):
+    results = run_case("tiny", TINY, repeats=1, device=torch.device("cpu"))
+    variants = [r["variant"] for r in results]
+    assert variants == ["reference", "autograd", "fast", "recompute", "lstm", "matmuls"]  # graphed: CUDA only
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["variant"] for line in lines] == variants
+    by_variant = {r["variant"]: r for r in results}
+    for variant in ("reference", "autograd", "recompute"):  # same weights, same input: same outputs
+        assert by_variant[variant]["max_abs_diff_vs_fast"] < 1e-5
+    assert by_variant["lstm"]["x_lstm"] == 1.0
+    assert by_variant["fast"]["parameters"] == by_variant["matmuls"]["parameters"]
+    assert abs(by_variant["lstm"]["parameters"] - by_variant["fast"]["parameters"]) / by_variant["fast"]["parameters"] < 0.05
+    # the fused path saves less for backward than fast_step under autograd (deterministic bytes)
+    assert by_variant["fast"]["act_mib_per_sample"] < by_variant["autograd"]["act_mib_per_sample"]
+    assert "| tiny | fast |" in table(results)
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(monkeypatch, capsys):
+    real = bench.build_variant
+
+    def broken(case, variant, device):
+        if variant == "autograd":
+            raise RuntimeError("compiler exploded")
+        return real(case, variant, device)
+
+    monkeypatch.setattr(bench, "build_variant", broken)
+    results = run_case("tiny", TINY, repeats=1, device=torch.device("cpu"), variants=["autograd", "fast", "lstm"])
+    assert [r["variant"] for r in results] == ["fast", "lstm"]
+    assert '"error": "RuntimeError: compiler exploded"' in capsys.readouterr().out
+
+
+def test_matmul_floor_runs_the_fused_paths_products():
+    step = matmul_floor(TINY, torch.device("cpu"))
+    step()  # qkv, two MLP layers, gates: forward and backward products, no error
+
+
+def test_targets_table_says_met_or_how_far_off():
+    results = [
+        dict(case="lm-issue", variant="fast", x_lstm=1.2, speedup_vs_reference=1.4),
+        dict(case="nth-issue", variant="fast", x_lstm=7.5, act_mib_per_sample=0.55),
+    ]
+    text = targets_table(results)
+    assert "| 1.2 | yes |" in text
+    assert "| 7.5 | no (1.25x off) |" in text
+    assert "| 1.4 | no (1.07x off) |" in text
+    assert "| 0.55 | yes |" in text
+    assert "not run" in text
