@@ -48,3 +48,14 @@ def test_report_without_runs_is_a_clear_error(tmp_path, capsys):
         write_report([tmp_path], tmp_path / "docs", "x")
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_the_field_that_names_the_group_is_not_repeated_as_a_change():
+    from relational_rnn.report import _changes_from_preset
+    from relational_rnn.tasks import get_task
+
+    task_type = get_task("lte")
+    config = json.loads(json.dumps(build_run_config("lte", "cpu", [("program", "copy"), ("lr", "0.0005")]).to_dict()))
+    assert task_type.results_group(task_type.config_type(**config["task"])) == "copy"
+    assert _changes_from_preset(task_type, config, "copy") == "lr=0.0005"
+    assert _changes_from_preset(task_type, config) == "program=copy, lr=0.0005"

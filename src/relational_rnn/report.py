@@ -101,7 +101,7 @@ def load_run(directory: Path) -> Optional[RunSummary]:
         core=config["core"]["core"],
         seed=config["train"]["seed"],
         budget=_budget(config["train"]),
-        changes=_changes_from_preset(task_type, config),
+        changes=_changes_from_preset(task_type, config, task_type.results_group(task_config)),
         metrics=metrics,
         extra=extra,
         parameters=config.get("parameters", {}).get("core"),
@@ -112,8 +112,11 @@ def load_run(directory: Path) -> Optional[RunSummary]:
 NOT_CHANGES = {"seed", "core", "steps", "minutes", "threads", "progress", "device", "eval_every", "checkpoint_every"}
 
 
-def _changes_from_preset(task_type: Any, config: dict[str, Any]) -> str:
-    """'lr=0.0003, num_blocks=3': what a run changed from its preset, so different settings are not averaged."""
+def _changes_from_preset(task_type: Any, config: dict[str, Any], group: str = "") -> str:
+    """'lr=0.0003, num_blocks=3': what a run changed from its preset, so different settings are not averaged.
+
+    The task field that names the run's group (the LTE program, the Pac-Man observation) is left
+    out: the group column already says it."""
     preset = task_type.presets().get(config["preset"])
     if preset is None:
         return "?"
@@ -121,6 +124,8 @@ def _changes_from_preset(task_type: Any, config: dict[str, Any]) -> str:
     for section in ("task", "core", "train"):
         default = json.loads(json.dumps(dataclasses.asdict(getattr(preset, section))))  # as config.json has it
         for name, value in config[section].items():
+            if section == "task" and group and str(value) == group:
+                continue
             if name not in NOT_CHANGES and default.get(name) != value:
                 changes.append(f"{name}={value}")
     return ", ".join(changes) or "-"
