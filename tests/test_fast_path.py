@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from relational_rnn import RelationalMemory
+from relational_rnn.cores import relational_memory
 from relational_rnn.cores.relational_memory import fold_input_projection
 
 OPTION_GRID = {
@@ -90,9 +91,10 @@ def test_both_input_projection_branches_are_exercised():
     assert not fold_input_projection(large_input, tokens=15)
 
 
+@pytest.mark.parametrize("blocks", [1, 2], ids=["fused", "autograd"])
 @pytest.mark.parametrize("steps", [1, 2, 12, 100])
-def test_sequence_lengths(steps):
-    slow, fast = _pair(4, seed=2, mem_slots=3, head_size=4, num_heads=2, num_blocks=2)
+def test_sequence_lengths(steps, blocks):
+    slow, fast = _pair(4, seed=2, mem_slots=3, head_size=4, num_heads=2, num_blocks=blocks)
     x = torch.randn(steps, 2, 4, dtype=torch.float64)
     _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
 
@@ -120,9 +122,14 @@ def test_fused_path_with_the_constant_initial_memory(case):
     _assert_all_close(*results, torch.float64)
 
 
-def test_fused_path_without_gradients_equals_straightforward_path():
+def test_without_gradients_the_fast_path_fills_no_backward_buffers(monkeypatch):
     slow, fast = _pair(4, seed=9, mem_slots=3, head_size=4, num_heads=2)
     x = torch.randn(5, 2, 4, dtype=torch.float64)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused path ran without gradients")
+
+    monkeypatch.setattr(relational_memory, "fused_sequence", refuse)
     with torch.no_grad():
         expected, final = slow(x)
         outputs, fast_final = fast(x)
@@ -161,14 +168,37 @@ def test_fused_path_is_used_exactly_where_it_applies():
     assert "fused=True" in repr(RelationalMemory(3, mem_slots=2, head_size=4))
 
 
-def test_chunked_memory_carry_equals_one_run():
-    slow, fast = _pair(4, seed=4, mem_slots=3, head_size=4, num_heads=2, num_blocks=3)
+@pytest.mark.parametrize("blocks", [1, 3], ids=["fused", "autograd"])
+def test_chunked_memory_carry_equals_one_run(blocks):
+    """Outputs and gradients of one run equal those of two chunks with the memory carried over."""
+    slow, fast = _pair(4, seed=4, mem_slots=3, head_size=4, num_heads=2, num_blocks=blocks)
     x = torch.randn(7, 2, 4, dtype=torch.float64)
-    whole, final = slow(x)
-    first, memory = fast(x[:3])
-    second, final_chunked = fast(x[3:], memory)
-    torch.testing.assert_close(torch.cat([first, second]), whole, rtol=0, atol=1e-10)
-    torch.testing.assert_close(final_chunked, final, rtol=0, atol=1e-10)
+    results = []
+    for run in ("whole", "chunked"):
+        module = slow if run == "whole" else fast
+        inputs = x.clone().requires_grad_(True)
+        if run == "whole":
+            outputs, final = module(inputs)
+        else:
+            first, memory = module(inputs[:3])
+            second, final = module(inputs[3:], memory)
+            outputs = torch.cat([first, second])
+        loss = (outputs * torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype).view_as(outputs)).sum() + final.sum()
+        results.append([outputs, final, *torch.autograd.grad(loss, [inputs, *module.parameters()])])
+    _assert_all_close(*results, torch.float64)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+def test_final_memory_is_not_a_view_of_the_outputs(fused):
+    """As with nn.LSTM: changing or keeping the final memory leaves the outputs alone."""
+    rmc = RelationalMemory(4, mem_slots=2, head_size=4, num_heads=2, fused=fused)
+    outputs, memory = rmc(torch.randn(5, 3, 4))
+    assert memory.untyped_storage().data_ptr() != outputs.untyped_storage().data_ptr()
+    before = outputs[-1].detach().clone()
+    with torch.no_grad():
+        memory.mul_(0)
+    assert torch.equal(outputs[-1].detach(), before)
+    outputs.sum().backward()
 
 
 @pytest.mark.parametrize("case", ["unit gating", "three blocks, no gating"])
@@ -200,11 +230,17 @@ def test_fast_path_is_the_default_and_switchable():
     other.load_state_dict(rmc.state_dict())
 
 
-def test_autocast_takes_the_autograd_path():
+def test_autocast_takes_the_autograd_path(monkeypatch):
     """The fused path expects one dtype throughout; under autocast the step runs under autograd."""
     rmc = RelationalMemory(4, mem_slots=2, head_size=4, num_heads=2)
     x = torch.randn(3, 2, 4)
+    reference = rmc(x)[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused path ran under autocast")
+
+    monkeypatch.setattr(relational_memory, "fused_sequence", refuse)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs, _ = rmc(x)
     outputs.float().sum().backward()
-    torch.testing.assert_close(outputs.float(), rmc(x)[0], rtol=0.05, atol=0.05)
+    torch.testing.assert_close(outputs.float(), reference, rtol=0.05, atol=0.05)

@@ -178,14 +178,17 @@ def test_cuda_matches_cpu(path, gate_style):
     rmc = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, gate_style=gate_style, **path).double()
     rmc.load_state_dict(reference.state_dict())
     x = torch.randn(5, 2, 3, dtype=torch.float64)
+    initial = torch.randn(2, 3, 8, dtype=torch.float64)
     lengths = torch.tensor([5, 3])
     results = []
     for module, device in ((reference, "cpu"), (rmc.cuda(), "cuda")):
-        inputs = x.to(device).requires_grad_(True)
-        outputs, memory = module(inputs, lengths=lengths.to(device))
+        inputs, start = x.to(device).requires_grad_(True), initial.to(device).requires_grad_(True)
+        outputs, memory = module(inputs, start, lengths=lengths.to(device))
         assert memory.device.type == device
-        loss = (outputs * torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype, device=device).view_as(outputs)).sum()
-        results.append([t.cpu() for t in (outputs, *torch.autograd.grad(loss, [inputs, *module.parameters()]))])
+        weights = torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype, device=device).view_as(outputs)
+        loss = (outputs * weights).sum() + memory.square().sum()
+        gradients = torch.autograd.grad(loss, [inputs, start, *module.parameters()])
+        results.append([t.cpu() for t in (outputs, memory, *gradients)])
     for cpu, gpu in zip(*results, strict=True):
         torch.testing.assert_close(gpu, cpu, rtol=0, atol=1e-10)
 

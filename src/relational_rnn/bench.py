@@ -157,6 +157,58 @@ def matmul_floor(case: Case, device: torch.device) -> Callable[[], None]:
     return step
 
 
+def op_measurements(repeats: int = 5, inner: int = 50) -> list[dict]:
+    """The op-level timings behind choices in the fused path, on the `nth-issue` shape (batch 64,
+    8 slots, 8 heads x 32): tanh against 2 sigmoid(2x) - 1, softmax over 9 keys along the last
+    against a middle dimension, and attention forward + backward through
+    `scaled_dot_product_attention` against two batched matmuls. CPU, current thread count."""
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    batch, slots, heads, size = 64, 8, 8, 32
+    results = []
+
+    def measure(op: str, variant: str, function: Callable[[], object], elements: int = 0) -> None:
+        for _ in range(3):
+            function()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(inner):
+                function()
+            best = min(best, (time.perf_counter() - start) / inner)
+        result = dict(op=op, variant=variant, threads=torch.get_num_threads(), us=round(best * 1e6, 1))
+        if elements:
+            result["ns_per_element"] = round(best * 1e9 / elements, 2)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+
+    rows = torch.randn(batch * slots, heads * size, generator=generator)
+    measure("tanh of [512, 256]", "torch.tanh", lambda: torch.tanh(rows), rows.numel())
+    measure("tanh of [512, 256]", "2 sigmoid(2x) - 1", lambda: torch.sigmoid(rows * 2).mul_(2).sub_(1), rows.numel())
+    scores = torch.randn(batch * heads, slots, slots + 1, generator=generator)
+    keys_first = scores.transpose(1, 2).contiguous()
+    measure("softmax over 9 keys", "last dimension, [512, 8, 9]", lambda: torch.softmax(scores, dim=-1))
+    measure("softmax over 9 keys", "middle dimension, [512, 9, 8]", lambda: torch.softmax(keys_first, dim=1))
+    queries = torch.randn(batch, heads, slots, size, generator=generator, requires_grad=True)
+    keys = torch.randn(batch, heads, slots + 1, size, generator=generator, requires_grad=True)
+    values = torch.randn(batch, heads, slots + 1, size, generator=generator, requires_grad=True)
+    # A dense output gradient, as in training (`.sum().backward()` would hand bmm's backward a
+    # zero-stride gradient, which it copies matrix by matrix: a benchmark artefact).
+    grad = torch.randn(batch, heads, slots, size, generator=generator)
+    attention = "attention forward + backward, 8 queries x 9 keys x 32, 512 heads"
+    measure(attention, "scaled_dot_product_attention", lambda: F.scaled_dot_product_attention(queries, keys, values).backward(grad))
+    measure(attention, "two batched matmuls", lambda: (torch.softmax(queries @ keys.transpose(-1, -2) * size**-0.5, dim=-1) @ values).backward(grad))
+    return results
+
+
+def ops_table(results: list[dict]) -> str:
+    lines = ["| op | variant | us | ns / element |", "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['op']} | {r['variant']} | {r['us']:,} | {r.get('ns_per_element', '')} |")
+    return "\n".join(lines)
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -420,21 +472,26 @@ def _limits_text(results: list[dict], device: str) -> str:
   batched matmuls over B x heads tiny matrices, copies), each 20-300 us at these sizes and
   launched from Python. Reaching 6x the LSTM on `nth-issue` would need all of them to add at
   most {allowance("nth-issue", 6.0)} to the matrix products' time; here they add {overhead("nth-issue")}. On this CPU
-  `torch.tanh` costs ~4.5 ns per element (the fused path computes it as 2 sigmoid(2x) - 1,
-  twice as fast) and `torch.compile` fuses them without making them cheaper (compare
-  `compiled`);
+  `torch.tanh` is slow (the fused path computes it as 2 sigmoid(2x) - 1, see the op-level
+  table) and `torch.compile` fuses the small ops without making the step much cheaper
+  (compare `compiled`);
 - on `lm-issue` (one memory slot) the matrix products are {_ratio(results, "lm-issue", "matmuls")}x the LSTM
   and the fused path {_ratio(results, "lm-issue", "fast")}x: with one slot the RMC does about the LSTM's
   arithmetic per parameter;
 - with `recompute=True` the forward of every step runs twice."""
 
 
-def write_markdown(path: Path, results: list[dict], cases: Sequence[str], profiles: dict[str, str], context: dict) -> None:
+def write_markdown(
+    path: Path, results: list[dict], cases: Sequence[str], profiles: dict[str, str], context: dict, ops: Optional[list[dict]] = None
+) -> None:
     """docs/performance.md: how it was measured, the table, the targets, the profiles."""
     case_lines = "\n".join(f"- `{name}`: {CASES[name].description}; batch {CASES[name].batch}, {CASES[name].steps} steps" for name in cases)
     variant_lines = "\n".join(f"- `{name}`: {text}" for name, text in VARIANTS.items())
     profile_text = "\n\n".join(f"### {title}\n\n```\n{text}\n```" for title, text in profiles.items())
     limits_text = _limits_text(results, context["device"])
+    ops_text = (
+        f"## Op-level measurements (`op_measurements`, {ops[0]['threads']} threads)\n\n{ops_table(ops)}\n\n" if ops else ""
+    )
     text = f"""# Performance: RelationalMemory against nn.LSTM
 
 Produced by `{context['command']}`; every number below comes from that run
@@ -491,9 +548,9 @@ Both share:
 - in the last block only the N memory rows ask queries and go through the norms and the MLP
   (with one block the input row is only one more key and value): with one memory slot
   (the LM) this halves the per-step work;
-- the attention as two small batched matmuls (PyTorch's CPU `scaled_dot_product_attention`
-  took a fifth of the `nth-issue` step in a profile, several times the two matmuls, and has
-  no double backward); one sigmoid for both gates.
+- the attention as two small batched matmuls (on CPU, `scaled_dot_product_attention` is
+  several times slower for 8 x 9 score matrices, see the op-level table, and it has no double
+  backward); one sigmoid for both gates.
 
 `autograd` (`fused=False`; also every core with more than one attention block) runs
 `fast_step` per step under autograd. `fast`, the default with one block (every task's
@@ -509,7 +566,7 @@ on inductor's on-disk cache.
 
 {limits_text}
 
-## Profiles (one training step, top operators by self time)
+{ops_text}## Profiles (one training step, top operators by self time)
 
 {profile_text}
 """
@@ -571,7 +628,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "parameters excluded), per sample; deterministic"
             ),
         )
-        write_markdown(args.markdown, results, args.cases, profiles, context)
+        ops = op_measurements() if device.type == "cpu" else None
+        write_markdown(args.markdown, results, args.cases, profiles, context, ops)
         print(f"wrote {args.markdown}")
     return 0
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from relational_rnn.cores.fused import FusedSequence, SequenceShape
+from relational_rnn.cores.fused import FusedSequence, SequenceShape, Weights
 
 GATE_STYLES = ("unit", "memory", None)
 
@@ -316,17 +316,17 @@ class RelationalMemory(nn.Module):
 
     Speed options (none changes the results beyond float rounding; see docs/performance.md):
     `fast` (default True; the attribute `use_fast_path` can be flipped later) runs the fast
-    path instead of the straightforward per-step `cell.step`. With one attention block the
-    fast path is fused (`fused=True`, attribute `use_fused`): one hand-written forward and
-    backward for the whole sequence (cores/fused.py), the fastest and leanest path; otherwise,
-    and with `fused=False`, it is `fast_sequence`, the step `fast_step` under autograd.
+    path instead of the straightforward per-step `cell.step`. With one attention block and
+    gradients on, the fast path is fused (`fused=True`, attribute `use_fused`): one
+    hand-written forward and backward for the whole sequence (cores/fused.py), which keeps
+    about half the activations of autograd's; otherwise (`fused=False`, several blocks, no
+    gradients, `torch.autocast`) it is `fast_sequence`, the step `fast_step` under autograd.
     Two options apply to `fast_step` (and so turn the fused path off): `compile=True`
     (attribute `use_compile`) wraps it in `torch.compile` (compiled on the first call, which
     is slow); `recompute=True` keeps only each step's input memory for backward and
     recomputes the step there (`torch.utils.checkpoint`): least activation memory, more time.
-    The fused path has no double backward (`torch.autograd.grad(..., create_graph=True)`
-    through it raises); use `fused=False` for that. Under `torch.autocast` the fast path
-    runs `fast_step` under autograd.
+    The fused path cannot be differentiated twice (a second backward through the gradients
+    raises) nor used under `torch.func` transforms; use `fused=False` for those.
     """
 
     def __init__(
@@ -383,7 +383,8 @@ class RelationalMemory(nn.Module):
 
     @property
     def uses_fused_path(self) -> bool:
-        """Whether the fast path runs fused (`FusedSequence`): one block, `fused`, no compile or recompute."""
+        """Whether the fast path runs fused (`FusedSequence`) when gradients are on: one block,
+        `fused`, no compile or recompute."""
         return self.use_fused and self.cell.num_blocks == 1 and not self.use_compile and not self.recompute
 
     def _step_function(self) -> Callable[..., Tensor]:
@@ -412,7 +413,8 @@ class RelationalMemory(nn.Module):
         keep = _length_mask(lengths, steps, batch, x.device)
 
         if self.use_fast_path and cell.trace is None:
-            if self.uses_fused_path and not _autocast_enabled(x.device.type):
+            # Without gradients the fused forward would only fill buffers nobody reads.
+            if self.uses_fused_path and torch.is_grad_enabled() and not _autocast_enabled(x.device.type):
                 out, memory = fused_sequence(cell, x, memory, keep)
             else:
                 out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
@@ -591,20 +593,22 @@ def fused_sequence(cell: RelationalMemoryCell, x: Tensor, memory: Tensor, keep: 
     """The fused path (one attention block only): same contract as `fast_sequence`.
 
     The input-only terms come from `_input_terms` under autograd; the time loop, forward and
-    backward, is `FusedSequence` (cores/fused.py), which saves less and launches fewer ops.
+    backward, is `FusedSequence` (cores/fused.py), which saves less for backward.
     """
     if cell.num_blocks != 1:
         raise ValueError(f"the fused path needs num_blocks == 1, got {cell.num_blocks}")
     _, qkv, gates = _input_terms(cell, x)
     block = cell.blocks[0]
-    gate_size = 0 if cell.gate_style is None else cell.gate_memory.out_features // 2
-    shape = SequenceShape(memory, qkv, cell.num_heads, cell.key_size, cell.head_size, gate_size, cell.attention_mlp_layers, block.qkv_norm.eps)
-    mlp = [tensor for layer in cell.mlp if isinstance(layer, nn.Linear) for tensor in (layer.weight, layer.bias)]
-    outputs = FusedSequence.apply(
-        shape, memory, qkv, gates, keep,
+    shape = SequenceShape(
+        memory, qkv, cell.num_heads, cell.key_size, cell.head_size, cell.gate_style, cell.attention_mlp_layers,
+        block.qkv_norm.eps,
+    )  # fmt: skip
+    weights = Weights(
         block.qkv.weight, block.qkv.bias, block.qkv_norm.weight, block.qkv_norm.bias,
         block.attention_norm.weight, block.attention_norm.bias, block.mlp_norm.weight, block.mlp_norm.bias,
-        None if cell.gate_style is None else cell.gate_memory.weight,
-        *mlp,
+        gate=None if cell.gate_style is None else cell.gate_memory.weight,
+        mlp=tuple(tensor for layer in cell.mlp if isinstance(layer, nn.Linear) for tensor in (layer.weight, layer.bias)),
     )  # fmt: skip
-    return outputs, outputs[-1].view_as(memory)
+    outputs = FusedSequence.apply(shape, memory, qkv, gates, keep, *weights.flat())
+    # A copy, not a view of `outputs`: the caller may keep or change the final memory on its own.
+    return outputs, outputs[-1].view_as(memory).clone()
