@@ -13,7 +13,7 @@ set -euo pipefail
 out=${1:-results/cuda}
 mkdir -p "$out"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
+python3 -c "import sys, torch; torch.cuda.is_available() or sys.exit('cuda_suite.sh: torch sees no CUDA device'); print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$out/device.txt" 2>&1 || true
 
 python3 -m pytest -q -p no:cacheprovider tests/test_relational_memory.py tests/test_loop.py -k cuda 2>&1 | tee "$out/tests.txt"

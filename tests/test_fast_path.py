@@ -253,3 +253,17 @@ def test_fused_tanh_is_tanh_to_float_rounding():
     x = torch.linspace(-20, 20, 200_001)
     assert (_tanh(x) - torch.tanh(x)).abs().max() <= 2e-7
     assert (_tanh(x.double()) - torch.tanh(x.double())).abs().max() <= 1e-15
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+def test_memory_of_another_dtype_is_a_clear_error(fused):
+    rmc = RelationalMemory(3, mem_slots=2, head_size=4, fused=fused)
+    x = torch.randn(4, 2, 3)
+    with pytest.raises(ValueError, match="memory has dtype torch.float64 but the input has torch.float32"):
+        rmc(x, rmc.initial_state(2).double())
+
+
+def test_fused_sequence_refuses_several_blocks():
+    cell = RelationalMemory(3, mem_slots=2, head_size=4, num_blocks=2).cell
+    with pytest.raises(ValueError, match="num_blocks == 1"):
+        relational_memory.fused_sequence(cell, torch.randn(2, 1, 3), cell.initial_state(1))

@@ -266,6 +266,8 @@ class RelationalMemoryCell(nn.Module):
             )
         if memory.device != like.device:
             raise ValueError(f"memory is on {memory.device} but the input is on {like.device}")
+        if memory.dtype != like.dtype:
+            raise ValueError(f"memory has dtype {memory.dtype} but the input has {like.dtype}")
 
     def step(self, projected_input: Tensor, memory: Tensor) -> Tensor:
         """One step from an already projected input [B, D]; returns the next memory [B, N, D]."""
