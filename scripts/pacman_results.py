@@ -1,8 +1,8 @@
 """Mini Pac-Man results helpers: fixed-policy baselines and learning curves against env steps.
 
-    python scripts/pacman_results.py baselines results/runs/pacman   # baselines.json (+ baseline.json files for the report)
-    python scripts/pacman_results.py curves results/runs/pacman --out docs/pacman_curves.png
-    python scripts/pacman_results.py table results/runs/pacman       # the markdown table of docs/pacman.md
+    python scripts/pacman_results.py baselines results/runs/pacman/published   # baselines.json (+ baseline.json files for the report)
+    python scripts/pacman_results.py curves results/runs/pacman/published --out docs/pacman_curves.png
+    python scripts/pacman_results.py table results/runs/pacman/published       # the markdown table of docs/pacman.md
 
 Baselines play the cpu preset's evaluation episodes (the same env seeds as every run's
 `episode_return`) with a uniformly random policy and with "always stay".
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from relational_rnn.cli import build_run_config
 from relational_rnn.envs.pacman import OBS_TYPES
-from relational_rnn.tasks.pacman import baseline_returns
+from relational_rnn.tasks.pacman import PacmanTask, baseline_returns
 from relational_rnn.train import read_metrics
 
 
@@ -25,12 +25,12 @@ def write_baselines(out_dir: Path, preset: str = "cpu") -> Path:
     """`out_dir/baselines.json` with both policies, and one `baseline.json` per (obs, policy) for `rrnn report`."""
     config = build_run_config("pacman", preset, []).task
     results = {policy: baseline_returns(config, policy) for policy in ("random", "stay")}
-    fresh = {f"{policy}_200ep": baseline_returns(config, policy, episodes=200, seed=20000) for policy in ("random", "stay")}
+    fresh = {f"{policy}_100ep": baseline_returns(config, policy, episodes=100, seed=20000) for policy in ("random", "stay")}
     record = {
         "task_name": "pacman", "preset": preset, "task_config": dataclasses.asdict(config),
         "note": "the policies ignore the observation, so these numbers hold for obs=full and obs=viewport alike",
         **results,
-        **fresh,  # the 200 fresh episodes of each run's eval_200ep.json
+        **fresh,  # the 100 fresh episodes of each run's eval_100ep.json
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "baselines.json"
@@ -40,7 +40,8 @@ def write_baselines(out_dir: Path, preset: str = "cpu") -> Path:
             folder = out_dir / "baselines" / f"{obs}-{policy}"
             folder.mkdir(parents=True, exist_ok=True)
             metrics = {k: result[k] for k in ("episode_return", "episode_return_std", "episode_length")}
-            entry = {"task_name": "pacman", "preset": preset, "group": obs, "name": f"{policy} policy", "metrics": metrics}
+            group = PacmanTask.results_group(dataclasses.replace(config, obs=obs))  # "full, rules=published"
+            entry = {"task_name": "pacman", "preset": preset, "group": group, "name": f"{policy} policy", "metrics": metrics}
             (folder / "baseline.json").write_text(json.dumps(entry, indent=2) + "\n")
     return path
 
@@ -81,13 +82,13 @@ def plot_curves(runs_dir: Path, out: Path) -> Path:
 def summary_table(runs_dir: Path) -> str:
     """Markdown: per run, the last evaluation, its best, the budget, the speed; then the baselines."""
     lines = ["| run | agent parameters | env steps | eval return (last, 32 ep.) | best eval return | "
-             "train return (last interval) | return on 200 fresh ep. (mean +- std) | training time | env steps/s |",
+             "train return (last interval) | return on 100 fresh ep. (mean +- std) | training time | env steps/s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run_dir in sorted(p for p in runs_dir.iterdir() if (p / "metrics.jsonl").exists()):
         records = read_metrics(run_dir / "metrics.jsonl")
         last = records[-1]
         parameters = json.loads((run_dir / "config.json").read_text())["parameters"]["model"]
-        fresh_path = run_dir / "eval_200ep.json"
+        fresh_path = run_dir / "eval_100ep.json"
         fresh = json.loads(fresh_path.read_text()) if fresh_path.exists() else None
         fresh_text = f"{fresh['episode_return']:.1f} +- {fresh['episode_return_std']:.1f}" if fresh else "-"
         lines.append(
@@ -98,7 +99,7 @@ def summary_table(runs_dir: Path) -> str:
     if (runs_dir / "baselines.json").exists():
         baselines = json.loads((runs_dir / "baselines.json").read_text())
         for policy in ("random", "stay"):
-            b, fresh = baselines[policy], baselines.get(f"{policy}_200ep")
+            b, fresh = baselines[policy], baselines.get(f"{policy}_100ep")
             fresh_text = f"{fresh['episode_return']:.1f} +- {fresh['episode_return_std']:.1f}" if fresh else "-"
             lines.append(f"| {policy} policy | - | - | {b['episode_return']:.1f} | - | - | {fresh_text} | - | - |")
     return "\n".join(lines)

@@ -35,12 +35,19 @@ def reference_initial_memory(batch, slots, width, dtype=torch.float64):
     return memory
 
 
-def reference_step(cell, x_t, memory):
-    """One spec step for every batch entry: x_t [B, input_size], memory [B, N, D] -> next memory."""
+def reference_step(cell, x_t, memory, attention_scale=None):
+    """One spec step for every batch entry: x_t [B, input_size], memory [B, N, D] -> next memory.
+
+    `attention_scale` (None: the cell's option): "key" divides the queries by sqrt(key_size),
+    "qkv" by sqrt(2 key_size + head_size), the qkv size of one head (Sonnet's June 2018 release).
+    """
     p = {name: value.detach() for name, value in cell.named_parameters()}
     B, N, D = memory.shape
     H, k, v = cell.num_heads, cell.key_size, cell.head_size
     per_head = 2 * k + v
+    if attention_scale is None:
+        attention_scale = cell.attention_scale
+    divisor = {"key": math.sqrt(k), "qkv": math.sqrt(2 * k + v)}[attention_scale]
     mlp_linears = sorted({name.split(".")[1] for name in p if name.startswith("mlp.")}, key=int)
     result = torch.zeros_like(memory)
     for b in range(B):
@@ -59,7 +66,7 @@ def reference_step(cell, x_t, memory):
             for i in range(R):
                 out = []
                 for h in range(H):
-                    q = qkv[i][h * per_head : h * per_head + k] / math.sqrt(k)
+                    q = qkv[i][h * per_head : h * per_head + k] / divisor
                     logits = [sum(q[a] * qkv[j][h * per_head + k + a] for a in range(k)) for j in range(R)]
                     top = max(logits)
                     exps = [torch.exp(logit - top) for logit in logits]

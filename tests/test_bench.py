@@ -32,6 +32,18 @@ def test_run_case_reports_every_cpu_variant(capsys):
     assert "| tiny | fast |" in table(results)
 
 
+def test_every_registered_core_is_a_variant_at_the_rmc_parameter_count():
+    from relational_rnn.cores import CORES
+
+    assert set(bench.BASELINES) == set(CORES) - {"rmc"} and set(bench.BASELINES) <= set(bench.VARIANTS)
+    assert all(set(bench.BASELINES) <= set(case.variants) for case in bench.CASES.values())
+    wide = Case("tiny", input_size=5, batch=3, steps=4, rmc=TINY.rmc, variants=("fast", *bench.BASELINES))
+    by_variant = {r["variant"]: r for r in run_case("tiny", wide, repeats=1, device=torch.device("cpu"))}
+    assert list(by_variant) == ["fast", *bench.BASELINES]
+    for name in bench.BASELINES:
+        assert abs(by_variant[name]["parameters"] - by_variant["fast"]["parameters"]) / by_variant["fast"]["parameters"] < 0.1
+
+
 def test_a_failing_variant_is_reported_and_the_others_still_run(monkeypatch, capsys):
     real = bench.build_variant
 

@@ -50,3 +50,22 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_checkpoint_mode_follows_the_umask_and_unreadable_is_said_so(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        save_checkpoint(tmp_path / "c.pt", PAYLOAD)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o640  # not tempfile's 0600
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*c.pt: Permission denied"):
+        load_checkpoint(tmp_path / "c.pt")

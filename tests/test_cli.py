@@ -1,10 +1,14 @@
 """The command line: train, resume, eval, presets; bad input is one line on stderr and a non-zero exit."""
 
 import json
+import os
+import stat
 
 import pytest
+import torch
 
 from relational_rnn.cli import main
+from relational_rnn.cores import CORES
 
 TINY = ["--mem-slots", "2", "--head-size", "4", "--num-heads", "2", "--num-vectors", "3", "--vector-dim", "2",
         "--batch-size", "8", "--eval-samples", "32", "--mlp-hidden", "8", "--threads", "1"]
@@ -28,43 +32,169 @@ def test_train_resume_and_eval(tmp_path, capsys):
     assert config["core"]["core"] == "lstm" and config["train"]["steps"] == 6
 
 
+@pytest.mark.parametrize("core", list(CORES))
+def test_every_registered_core_trains_from_the_command_line(tmp_path, capsys, core):
+    out = str(tmp_path / core)
+    assert main(["train", "nth-farthest", "--core", core, "--out", out, "--steps", "2", "--eval-every", "2", *TINY]) == 0
+    assert _last_json(capsys.readouterr().out)["step"] == 2
+    assert json.loads((tmp_path / core / "config.json").read_text())["core"]["core"] == core
+
+
+def test_an_unknown_core_is_one_line_naming_the_registered_ones(tmp_path, capsys):
+    assert main(["train", "nth-farthest", "--core", "mamba", "--out", str(tmp_path / "run"), "--steps", "1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "unknown core 'mamba'" in err and ", ".join(CORES) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_presets_lists_both_scales(capsys):
     assert main(["presets", "nth-farthest"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("paper:") and "\ncpu:" in text and '"batch_size": 1600' in text
 
 
-@pytest.mark.parametrize(
-    "argv,message",
-    [
-        (["train", "chess", "--out", "{tmp}/a"], "unknown task 'chess'"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--widht", "3"], "unknown option 'widht'"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--gate-style", "bad", "--steps", "1"], "gate_style must be one of"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--steps", "0"], "steps must be >= 1"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--threads", "-1"], "threads must be >= 0"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--lr-final", "0.5"], "lr_final must lie in"),
-        (["train", "nth-farthest", "--out", "{tmp}/good/config.json", "--steps", "1"], "File exists"),
-        (["eval", "{tmp}/not-a-config"], "expected a JSON object"),
-        (["report", "{tmp}/unknown-task"], "not a run config this version can read"),
-        (["train", "nth-farthest", "--out", "{tmp}/a", "--resume"], "cannot resume"),
-        (["eval", "{tmp}/nowhere"], "config.json is missing"),
-        (["eval", "{tmp}/corrupt"], "corrupt"),
-        (["eval", "{tmp}/missing-checkpoint"], "no checkpoint at"),
-    ],
-)
-def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
-    main(["train", "nth-farthest", "--out", str(tmp_path / "good"), "--steps", "1", *TINY])
-    (tmp_path / "not-a-config").mkdir()
-    (tmp_path / "not-a-config" / "config.json").write_text("[1]")
-    (tmp_path / "unknown-task").mkdir()
-    (tmp_path / "unknown-task" / "config.json").write_text('{"task_name": "chess"}')
-    for name, content in (("corrupt", b"\x00garbage"), ("missing-checkpoint", None)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_bytes((tmp_path / "good" / "config.json").read_bytes())
-        if content is not None:
-            (tmp_path / name / "checkpoint.pt").write_bytes(content)
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    """Directories for the scan below: a good run, and copies of it with one thing wrong."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    assert main(["train", "nth-farthest", "--out", str(root / "good"), "--steps", "1", *TINY]) == 0
+    assert main(["train", "nth-farthest", "--out", str(root / "bigger"), "--steps", "1", *TINY, "--mem-slots", "3"]) == 0
+    good_config = json.loads((root / "good" / "config.json").read_text())
+    good_checkpoint = (root / "good" / "checkpoint.pt").read_bytes()
+
+    def run_dir(name, config=good_config, checkpoint=good_checkpoint, metrics=None):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+        if checkpoint is not None:
+            (root / name / "checkpoint.pt").write_bytes(checkpoint)
+        if metrics is not None:
+            (root / name / "metrics.jsonl").write_text(metrics)
+
+    def changed(section, name, value):
+        config = json.loads(json.dumps(good_config))
+        (config[section] if section else config)[name] = value
+        return config
+
+    run_dir("not-a-config", "[1]")
+    run_dir("unknown-task", '{"task_name": "chess"}')
+    run_dir("corrupt", checkpoint=b"\x00garbage")
+    run_dir("missing-checkpoint", checkpoint=None)
+    run_dir("other-size", checkpoint=(root / "bigger" / "checkpoint.pt").read_bytes())
+    state = torch.load(root / "good" / "checkpoint.pt", weights_only=True)
+    torch.save(state | {"task_name": "lte"}, root / "lte-checkpoint.pt")
+    run_dir("other-task", checkpoint=(root / "lte-checkpoint.pt").read_bytes())
+    run_dir("lr-fast", changed("train", "lr", "fast"))
+    run_dir("fractional", changed("task", "num_vectors", 4.5))
+    run_dir("extra-key", changed(None, "extra", 1))
+    run_dir("no-step", metrics='{"loss": 1.0}\n')
+    run_dir("list-line", metrics="[1, 2]\n")
+    (root / "foreign").mkdir()
+    (root / "foreign" / "config.json").write_text('{"mine": true}\n')
+    return root
+
+
+BAD_INPUTS = [
+    (["train", "chess", "--out", "{tmp}/a"], "unknown task 'chess'"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--widht", "3"], "unknown option 'widht'"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--gate-style", "bad", "--steps", "1"], "gate_style must be one of"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--steps", "0"], "steps must be >= 1"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--threads", "-1"], "threads must be >= 0"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--lr-final", "0.5"], "lr_final must lie in"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--checkpoint-every", "0"], "checkpoint_every must be >= 1"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--checkpoint-every", "-3"], "checkpoint_every must be >= 1"),
+    (["train", "nth-farthest", "--out", "{tmp}/good/config.json", "--steps", "1"], "exists and is not a directory"),
+    (["train", "nth-farthest", "--out", "{tmp}/foreign", "--steps", "1"], "holds config.json but no run started by rrnn train"),
+    (["train", "nth-farthest", "--out", "{tmp}/foreign", "--resume"], "is not a run config (it names no task_name)"),
+    (["train", "nth-farthest", "--out", "{tmp}/good", "--steps", "2"], "already holds a run; pass --resume"),
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--resume"], "cannot resume"),
+    (["train", "lte", "--out", "{tmp}/good", "--resume"], "holds a nth-farthest run, not lte"),
+    (["train", "nth-farthest", "--out", "{tmp}/other-size", "--resume", "--steps", "2"], "does not fit its config.json"),
+    (["train", "nth-farthest", "--out", "{tmp}/other-task", "--resume", "--steps", "2"], "checkpoint of a lte run"),
+    (["train", "nth-farthest", "--out", "{tmp}/lr-fast", "--resume", "--steps", "2"], "train.lr expects float, got 'fast'"),
+    (["eval", "{tmp}/not-a-config"], "expected a JSON object"),
+    (["eval", "{tmp}/nowhere"], "config.json is missing"),
+    (["eval", "{tmp}/corrupt"], "corrupt"),
+    (["eval", "{tmp}/missing-checkpoint"], "no checkpoint at"),
+    (["eval", "{tmp}/other-size"], "of another shape (first "),
+    (["eval", "{tmp}/other-task"], "checkpoint of a lte run"),
+    (["eval", "{tmp}/fractional"], "task.num_vectors expects int, got 4.5"),
+    (["eval", "{tmp}/extra-key"], "unknown key 'extra'"),
+    (["eval", "{tmp}/good", "--split", "test"], "options"),
+    (["inspect", "{tmp}/other-size", "--out", "{tmp}/pictures"], "does not fit its config.json"),
+    (["play", "{tmp}/other-task"], "checkpoint of a lte run"),
+    (["play", "{tmp}/good"], "only pacman runs can be played"),
+    (["play"], "the following arguments are required: run_dir"),
+    (["generate", "{tmp}/good"], "only lm runs can generate text"),
+    (["presets", "chess"], "unknown task 'chess'"),
+    (["report", "{tmp}/unknown-task", "--out", "{tmp}/report"], "not a run config this version can read"),
+    (["report", "{tmp}/no-step", "--out", "{tmp}/report"], "line 1: not an evaluation record"),
+    (["report", "{tmp}/list-line", "--out", "{tmp}/report"], "line 1: not an evaluation record"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_INPUTS)
+def test_bad_input_is_one_clear_line_and_changes_nothing(bad_inputs, capsys, argv, message):
+    """Every subcommand, over a table of bad inputs: one line on stderr, exit code 2, no file changed."""
+    before = _files(bad_inputs)
     capsys.readouterr()
-    code = main([part.replace("{tmp}", str(tmp_path)) for part in argv])
+    try:
+        code = main([part.replace("{tmp}", str(bad_inputs)) for part in argv])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
     err = capsys.readouterr().err
     assert code == 2
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _files(bad_inputs) == before
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_out_of_memory_is_one_line_and_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    from relational_rnn.tasks.nth_farthest import NthFarthestTask
+
+    def allocate(self, model, step):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 512000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(NthFarthestTask, "training_loss", allocate)
+    assert main(["train", "nth-farthest", "--out", str(tmp_path / "run"), *TINY, "--batch-size", "1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rrnn: error: out of memory (") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_are_readable_like_the_other_files(tmp_path):
+    """Not 0600 (as tempfile makes them): whoever may read config.json may evaluate the run."""
+    previous = os.umask(0o022)
+    try:
+        assert main(["train", "nth-farthest", "--out", str(tmp_path / "run"), "--steps", "1", *TINY]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").iterdir()}
+    assert modes == {"checkpoint.pt": 0o644, "config.json": 0o644, "metrics.jsonl": 0o644}
+
+
+def test_demo_summarises_the_committed_full_question_runs(tmp_path, monkeypatch):
+    import json as json_
+
+    from relational_rnn import cli
+
+    for core, values in (("rmc", (0.9, 0.8)), ("lstm", (0.3, 0.3))):
+        for seed, value in enumerate(values):
+            run = tmp_path / "ladder" / f"paper-{core}-seed{seed}"
+            run.mkdir(parents=True)
+            (run / "config.json").write_text(json_.dumps({"train": {"minutes": 5}}))
+            (run / "metrics.jsonl").write_text(json_.dumps({"step": 10, "accuracy": 0.1}) + "\n" + json_.dumps({"step": 20, "accuracy": value}) + "\n")
+    monkeypatch.setattr(cli, "NTH_FARTHEST_RUNS", tmp_path)
+    assert cli._measured_summary("ladder/paper-{core}-seed*") == "RMC 0.850 ± 0.071, LSTM 0.300 ± 0.000 (2 seeds each, 5 min)"
+    assert cli._measured_summary("search/nothing-{core}") is None
+
+
+def test_demo_verdict_is_computed_from_the_numbers():
+    from relational_rnn.cli import demo_verdict
+
+    assert demo_verdict({"rmc": 0.87, "lstm": 0.34}, plateau=1 / 3) == "RMC ahead by 53.0 points; only the RMC left the plateau (0.333)"
+    assert demo_verdict({"rmc": 0.49, "lstm": 0.50}, plateau=0.5).startswith("neither left the plateau (0.500); RMC -1.0 points")
+    assert demo_verdict({"rmc": 0.70, "lstm": 0.90}, plateau=0.5) == "LSTM ahead by 20.0 points; both left the plateau (0.500)"

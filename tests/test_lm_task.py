@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from relational_rnn.cli import build_run_config, main
+from relational_rnn.cores import CORES
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.lm import batchify, num_windows, window
-from relational_rnn.tasks.lm.task import detach_state
 from relational_rnn.train import ConfigError, load_checkpoint, read_metrics, train
 
 WORDS = "the of and a in to is was cat dog sat on mat ran far home big small red blue".split()
@@ -59,7 +59,7 @@ def make_task(corpus_dir, **extra):
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
-@pytest.mark.parametrize("core", ["rmc", "lstm"])
+@pytest.mark.parametrize("core", list(CORES))
 def test_model_shapes_and_tied_weights(corpus_dir, core, adaptive):
     task, model = make_task(corpus_dir, core=core, adaptive_softmax=adaptive)
     vocab_size = len(task.vocabulary())
@@ -82,7 +82,7 @@ def test_model_shapes_and_tied_weights(corpus_dir, core, adaptive):
         assert model.adaptive is None and model.decoder.weight is model.embedding.weight
 
 
-@pytest.mark.parametrize("core", ["rmc", "lstm"])
+@pytest.mark.parametrize("core", list(CORES))
 def test_memory_carried_across_windows_and_detached(corpus_dir, core):
     task, model = make_task(corpus_dir, core=core)
     streams = task.train_streams()
@@ -132,8 +132,9 @@ def _without_time(records):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
-def test_resume_equals_uninterrupted(corpus_dir, tmp_path):
-    options = tiny(corpus_dir, dropout=0.3, eval_every=4, eval_tokens=60)
+@pytest.mark.parametrize("core", list(CORES))
+def test_resume_equals_uninterrupted(corpus_dir, tmp_path, core):
+    options = tiny(corpus_dir, dropout=0.3, eval_every=4, eval_tokens=60, core=core)
     # the resumed run starts mid-pass (window 4 of ~30), its memory carried from the checkpoint
     options += [("bptt", "10"), ("steps", "8")]
     whole = train(build_run_config("lm", "cpu", options), tmp_path / "whole")
@@ -146,7 +147,16 @@ def test_resume_equals_uninterrupted(corpus_dir, tmp_path):
         read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert _without_time([whole]) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl")[-1:])
     state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["task_state"]
-    assert state["vocabulary"]["words"][0] == "<eos>" and state["memory"][0].shape[0] == 4
+    assert state["vocabulary"]["words"][0] == "<eos>" and state["memory"][0].shape[state["memory_batch_dims"][0]] == 4
+
+
+@pytest.mark.parametrize("core, parts", [("rmc", [torch.randn(4, 1, 8)]), ("lstm", [torch.randn(1, 4, 7)] * 2)])
+def test_a_checkpoint_from_before_the_batch_dims_were_kept_still_loads(corpus_dir, core, parts):
+    task, _ = make_task(corpus_dir, core=core)
+    task.load_state_dict({"vocabulary": task.vocabulary().to_dict(), "memory": parts})
+    assert task.memory_batch_dims == ([0] if core == "rmc" else [1, 1])
+    loaded = [task.memory] if len(parts) == 1 else list(task.memory)
+    assert all(torch.equal(a, b) for a, b in zip(loaded, parts))
 
 
 def _free_port() -> int:
@@ -208,6 +218,32 @@ def test_generate_samples_words_from_the_vocabulary(corpus_dir, tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["split"] == "test"
 
 
+def test_resume_reads_a_moved_corpus_with_the_same_files(corpus_dir, tmp_path, capsys):
+    """A data directory is where the data is: a resume may point --data at a copy of the corpus
+    (the content key in the checkpoint must match), and continues exactly."""
+    import shutil
+
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in tiny(corpus_dir, eval_every=2)]
+    assert main(["train", "lm", "--out", str(tmp_path / "whole"), *flags, "--steps", "4"]) == 0
+    assert main(["train", "lm", "--out", str(tmp_path / "run"), *flags, "--steps", "2"]) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(corpus_dir, moved)
+    shutil.rmtree(corpus_dir)
+    assert main(["train", "lm", "--out", str(tmp_path / "run"), "--resume", "--steps", "4", "--data", str(moved)]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"]["data_dir"] == str(moved)
+    assert _without_time(read_metrics(tmp_path / "run" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
+
+    changed = tmp_path / "changed"  # the same vocabulary (train.txt is untouched), other valid text
+    shutil.copytree(moved, changed)
+    (changed / "valid.txt").write_text((changed / "valid.txt").read_text() + "the cat sat\n")
+    capsys.readouterr()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    assert main(["train", "lm", "--out", str(tmp_path / "run"), "--resume", "--steps", "6", "--data", str(changed)]) == 2
+    err = capsys.readouterr().err
+    assert f"the corpus in {changed} is not the one this run was trained on (its files hash differently)" in err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "lm", "--steps", "2"], "needs a corpus: give --data DIR"),
     (["train", "lm", "--steps", "2", "--data", "/no/such/corpus"], "'/no/such/corpus' does not exist"),
@@ -224,12 +260,6 @@ def test_tasks_without_sharding_refuse_several_processes(tmp_path, monkeypatch):
     run = build_run_config("nth-farthest", "cpu", [("steps", "1")])
     with pytest.raises(ConfigError, match="does not support multi-process"):
         train(run, tmp_path / "run")
-
-
-def test_detach_state_handles_both_cores():
-    x = torch.ones(2, requires_grad=True) * 2
-    assert detach_state(x).grad_fn is None
-    assert all(part.grad_fn is None for part in detach_state((x, x)))
 
 
 def test_unigram_perplexity_baseline(corpus_dir):

@@ -22,8 +22,8 @@ def test_build_core_sizes_lstm_to_the_rmc():
     lstm = build_core(CoreConfig(core="lstm", mem_slots=4, head_size=16, num_heads=4), input_size=12)
     assert isinstance(rmc, RelationalMemory) and isinstance(lstm, LSTMCore)
     assert abs(count_parameters(lstm) - count_parameters(rmc)) / count_parameters(rmc) < 0.01
-    with pytest.raises(ValueError, match="unknown core 'gru'"):
-        build_core(CoreConfig(core="gru"), input_size=12)
+    with pytest.raises(ValueError, match="unknown core 'mamba'; expected one of rmc, lstm, gru"):
+        build_core(CoreConfig(core="mamba"), input_size=12)
 
 
 def test_same_contract_as_the_rmc():

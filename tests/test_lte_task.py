@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from relational_rnn.cli import build_run_config, main
-from relational_rnn.cores import CoreConfig
+from relational_rnn.cores import CORES, CoreConfig
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.lte import PAD_ID, encode_batch, generate, vocab_size
 from relational_rnn.tasks.lte.task import LTEConfig, LTETask, batch_logits, masked_cross_entropy
@@ -38,7 +38,7 @@ def _pairs(program, count, seed=0):
     return [generate(program, rng.randint(1, 3), rng.randint(1, 2), rng) for _ in range(count)]
 
 
-@pytest.mark.parametrize("core", ["rmc", "lstm"])
+@pytest.mark.parametrize("core", list(CORES))
 def test_padded_batch_equals_each_program_alone(core):
     torch.manual_seed(0)
     task = _task(core)
@@ -99,8 +99,8 @@ def test_curriculum_advances_visibly_and_resumes_exactly(tmp_path, capsys):
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(records)
 
 
-@pytest.mark.parametrize("core", ["rmc", "lstm"])
-def test_both_cores_train(tmp_path, core):
+@pytest.mark.parametrize("core", list(CORES))
+def test_every_core_trains(tmp_path, core):
     record = train(_run(steps=3, eval_every=3, core=core), tmp_path / core)
     assert record["step"] == 3 and torch.isfinite(torch.tensor(record["loss"]))
     assert 0 <= record["char_accuracy"] <= 1 and 0 <= record["seq_accuracy"] <= record["char_accuracy"] + 1e-9
@@ -129,6 +129,21 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, option, value, message):
     assert main(["train", "lte", f"--{option.replace('_', '-')}", value, "--out", str(tmp_path / "a"), "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_without_lte_state_is_one_line(tmp_path, capsys):
+    """As if another task's checkpoint (written before checkpoints named their task) were copied in."""
+    from relational_rnn.train.checkpoint import save_checkpoint
+
+    train(_run(steps=1, eval_every=1), tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    del state["task_name"], state["format"]
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", state | {"task_state": {"envs": []}})
+    for argv in (["eval", str(tmp_path / "run")], ["train", "lte", "--out", str(tmp_path / "run"), "--resume", "--steps", "2"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("rrnn: error: cannot restore the task state from ") and "(KeyError: 'curriculum')" in err
+        assert len(err.splitlines()) == 1
 
 
 def test_registered_with_presets_and_report_group():

@@ -1,11 +1,25 @@
 """The N-th farthest task: data exactly as specified, model shape, fixed evaluation set."""
 
-import itertools
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
+import pytest
 import torch
 
 from relational_rnn.cores import CoreConfig
-from relational_rnn.tasks.nth_farthest import NthFarthestConfig, NthFarthestTask, make_batch
+from relational_rnn.tasks.nth_farthest import (
+    QUESTIONS,
+    NthFarthestConfig,
+    NthFarthestTask,
+    chance_and_plateau,
+    make_batch,
+    plateau_loss,
+)
+from relational_rnn.train import read_metrics
+from relational_rnn.train.config import ConfigError
 
 
 def _brute_force_answer(vectors, labels, n, m):
@@ -71,3 +85,134 @@ def test_model_gives_raw_logits_and_evaluates_for_both_cores():
         assert loss.ndim == 0 and loss.item() > 0
         results = task.evaluate(model)
         assert set(results) == {"loss", "accuracy"} and 0 <= results["accuracy"] <= 1
+
+
+# --- question variants, checked against an independent NumPy computation ------------------------
+
+def _numpy_answers(inputs, K, d, question):
+    """Answers recomputed with NumPy from the inputs alone (vectors, labels, n, m)."""
+    x = inputs.double().numpy()
+    vectors, labels = x[:, :, :d], x[:, :, d : d + K].argmax(-1)
+    n, m = x[:, 0, d + K : d + 2 * K].argmax(-1), x[:, 0, d + 2 * K :].argmax(-1)
+    answers = []
+    for b in range(len(x)):
+        reference = vectors[b][list(labels[b]).index(m[b])]
+        if question == "recall":
+            answers.append(2 * int(reference[0] >= 0) + int(reference[1] >= 0))
+            continue
+        distances = np.sqrt(((vectors[b] - reference) ** 2).sum(-1))
+        if question == "rank":  # Sonnet, June 2018: np.where(np.argsort(distances) == nth)[1][reference]
+            answers.append(int(np.where(np.argsort(distances) == list(labels[b]).index(n[b]))[0][0]))
+        else:
+            answers.append(int(labels[b][np.argsort(-distances, kind="stable")[n[b]]]))
+    return np.array(answers), n, m
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+@pytest.mark.parametrize("K, d", [(4, 4), (8, 16), (3, 2)])
+def test_every_question_matches_numpy_on_thousands_of_samples(question, K, d):
+    inputs, answers = make_batch(K, d, 3000, torch.Generator().manual_seed(7), question=question)
+    expected, n, m = _numpy_answers(inputs, K, d, question)
+    assert np.array_equal(answers.numpy(), expected)
+    if question == "farthest":
+        assert (n == 0).all()
+    if question == "rank":
+        assert (answers[torch.from_numpy(n == m)] == 0).all()  # the vector labelled m is rank 0 from itself
+    classes = 4 if question == "recall" else K
+    assert set(answers.tolist()) == set(range(classes))  # every answer occurs
+
+
+def test_the_paper_question_is_the_default_and_unchanged():
+    generator = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    default, explicit = make_batch(4, 4, 200, generator()), make_batch(4, 4, 200, generator(), question="paper")
+    assert torch.equal(default[0], explicit[0]) and torch.equal(default[1], explicit[1])
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_the_plateau_is_what_a_model_blind_to_the_vectors_reaches(question):
+    """The best guess from n and m alone: measured on samples, against `chance_and_plateau`."""
+    K = 4
+    inputs, answers = make_batch(K, 4, 20000, torch.Generator().manual_seed(11), question=question)
+    n, m = inputs[:, 0, 4 + K : 4 + 2 * K].argmax(-1), inputs[:, 0, 4 + 2 * K :].argmax(-1)
+    correct = 0
+    for key in set(zip(n.tolist(), m.tolist())):  # the most frequent answer per (n, m) is the best blind guess
+        chosen = answers[(n == key[0]) & (m == key[1])]
+        correct += torch.bincount(chosen).max().item()
+    chance, plateau = chance_and_plateau(question, K)
+    assert abs(correct / len(answers) - plateau) < 0.02
+    assert chance <= plateau and plateau_loss(question, K) >= 0
+
+
+def test_fewer_objects_keep_the_input_size():
+    inputs, answers = make_batch(5, 3, 400, torch.Generator().manual_seed(2), objects=3)
+    assert inputs.shape == (400, 3, 3 + 3 * 5)
+    expected, _, _ = _numpy_answers(inputs, 5, 3, "paper")
+    assert np.array_equal(answers.numpy(), expected) and answers.max() < 3
+
+
+# --- curricula -----------------------------------------------------------------------------------
+
+def test_curriculum_stages_and_validation():
+    config = NthFarthestConfig(num_vectors=4, vector_dim=4, curriculum="objects")
+    assert config.stages() == [(2, "paper"), (3, "paper"), (4, "paper")]
+    config = NthFarthestConfig(num_vectors=3, vector_dim=2, curriculum="question")
+    assert config.stages() == [(3, "recall"), (3, "farthest"), (3, "paper")] and config.num_classes == 4
+    config = NthFarthestConfig(num_vectors=3, vector_dim=2, curriculum="farthest")
+    assert config.stages() == [(3, "farthest"), (3, "paper")] and config.num_classes == 3
+    for bad in (dict(question="nearest"), dict(curriculum="question", question="rank"), dict(curriculum="farthest", question="recall"), dict(question="recall", vector_dim=1),
+                dict(curriculum="sometimes"), dict(curriculum_threshold=0.0), dict(curriculum="objects", curriculum_min_objects=9)):
+        with pytest.raises(ConfigError):
+            NthFarthestConfig(**bad).validate()
+
+
+def test_curriculum_advances_on_the_training_accuracy_and_evaluates_the_final_question():
+    config = NthFarthestConfig(num_vectors=4, vector_dim=2, batch_size=10, eval_samples=40, curriculum="question",
+                               curriculum_every=2, curriculum_threshold=0.5)
+    task = NthFarthestTask(config, CoreConfig(mem_slots=2, head_size=4, num_heads=2), 0, torch.device("cpu"))
+    assert task.training_batch(0)[1].max() <= 3 and task.stage == 0
+    task._update_curriculum(4, 10)  # half a check: nothing yet
+    assert task.stage == 0
+    task._update_curriculum(2, 10)  # 6/20 < 0.5: stays
+    assert task.stage == 0
+    task._update_curriculum(5, 10)
+    task._update_curriculum(5, 10)  # 10/20: advances
+    assert task.stage == 1 and (task.training_batch(0)[0][:, 0, 2 + 4 : 2 + 8].argmax(-1) == 0).all()  # farthest: n = 0
+    assert torch.equal(task.eval_answers, make_batch(4, 2, 40, _eval_generator(config))[1])  # the test asks the paper question
+    restored = NthFarthestTask(config, CoreConfig(mem_slots=2, head_size=4, num_heads=2), 0, torch.device("cpu"))
+    restored.load_state_dict(task.state_dict())
+    assert restored.stage == 1 and torch.equal(restored.training_batch(5)[0], task.training_batch(5)[0])
+    with pytest.raises(ConfigError, match="curriculum stage"):
+        restored.load_state_dict({"curriculum_stage": 7})
+
+
+def _eval_generator(config):
+    from relational_rnn.tasks.nth_farthest import stream_seed
+
+    return torch.Generator().manual_seed(stream_seed("nth-farthest-eval", config.eval_seed))
+
+
+def _curriculum_cli(out_dir, steps):
+    options = {"steps": steps, "eval-every": 10, "checkpoint-every": 3, "mem-slots": 2, "head-size": 4, "num-heads": 2,
+               "num-vectors": 3, "vector-dim": 2, "batch-size": 16, "eval-samples": 64, "mlp-hidden": 16, "threads": 1,
+               "curriculum": "objects", "curriculum-every": 2, "curriculum-threshold": 0.3, "lr": 3e-3}
+    args = [token for name, value in options.items() for token in (f"--{name}", str(value))]
+    return [sys.executable, "-m", "relational_rnn.cli", "train", "nth-farthest", "--out", str(out_dir), *args]
+
+
+def test_curriculum_run_killed_at_any_moment_resumes_exactly(tmp_path):
+    steps = 80
+    subprocess.run(_curriculum_cli(tmp_path / "whole", steps), check=True, capture_output=True)
+    expected = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / "whole" / "metrics.jsonl")]
+    assert expected[-1]["curriculum_stage"] == 1 and expected[0]["curriculum_stage"] <= 1  # it advanced (K=3: 2 stages)
+
+    victim = subprocess.Popen(_curriculum_cli(tmp_path / "killed", steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics_file = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_metrics(metrics_file)) < 2:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert read_metrics(metrics_file)[-1]["step"] < steps, "the run finished before it could be killed"
+    subprocess.run(_curriculum_cli(tmp_path / "killed", steps) + ["--resume"], check=True, capture_output=True)
+    resumed = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(metrics_file)]
+    assert resumed == expected

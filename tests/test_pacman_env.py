@@ -1,4 +1,4 @@
-"""Rule tests for the Mini Pac-Man environment (relational_rnn.envs.pacman)."""
+"""A test per published rule of Mini Pac-Man (relational_rnn.envs.pacman), plus the gymnasium API and resume."""
 
 import warnings
 
@@ -10,49 +10,72 @@ from gymnasium.utils.env_checker import check_env
 from relational_rnn.envs import PACMAN_ENV_ID, MiniPacman
 from relational_rnn.envs.pacman import (
     CELL_PIXELS,
-    COLOURS,
     EDIBLE,
     FOOD,
     GHOST,
+    MAX_STEPS,
     MODES,
     PILL,
     PLAYER,
     POWER_STEPS,
     REWARDS,
+    VIEWPORT_OUTLINE,
     WALL,
 )
 
 STEP, FOOD_R, PILL_R, GHOST_R, DEATH_R = range(5)
-RIGHT, UP, LEFT, DOWN, STAY = 1, 2, 3, 4, 0
+STAY, RIGHT, UP, LEFT, DOWN = range(5)
+WHITE, BLUE, CYAN, GREEN, RED = (1, 1, 1), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0)
+
+# the published map, written as its 0/1 rows
+PUBLISHED = """\
+1111111111111111111
+1000100000000010001
+1010101111111010101
+1000000000000000001
+1010101111111010101
+1010000000000000101
+1011110111110111101
+1000000111110000001
+1011110111110111101
+1010000000000000101
+1010101111111010101
+1000000000000000001
+1010101111111010101
+1000100000000010001
+1111111111111111111"""
 
 
-def make(mode="regular", obs="full", **kw):
+def make(mode="regular", obs="full", seed=0, **kw):
     env = MiniPacman(mode=mode, obs=obs, **kw)
-    env.reset(seed=0)
+    env.reset(seed=seed)
     return env
+
+
+def colour(obs, cell):
+    return tuple(float(x) for x in obs[:, cell[0], cell[1]])
 
 
 # ----------------------------------------------------------------- API
 
 
+@pytest.mark.parametrize("encoding", ["rgb", "planes"])
 @pytest.mark.parametrize("obs", ["full", "viewport"])
-def test_check_env_passes(obs):
+def test_check_env_passes(obs, encoding):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # only the "no spec" render-mode note
-        check_env(MiniPacman(obs=obs, render_mode="rgb_array"), skip_render_check=False)
+        check_env(MiniPacman(obs=obs, encoding=encoding, render_mode="rgb_array"), skip_render_check=False)
 
 
 def test_spaces_and_registration():
-    full, view = MiniPacman(obs="full"), MiniPacman(obs="viewport")
-    assert full.observation_space.shape == (6, 15, 19)
-    assert view.observation_space.shape == (6, 5, 5)
-    assert full.observation_space.dtype == np.float32
-    assert full.action_space == gymnasium.spaces.Discrete(5)
+    assert MiniPacman(obs="full").observation_space.shape == (3, 15, 19)
+    assert MiniPacman(obs="viewport").observation_space.shape == (3, 5, 5)
+    assert MiniPacman(obs="full", encoding="planes").observation_space.shape == (6, 15, 19)
+    assert MiniPacman().observation_space.dtype == np.float32
+    assert MiniPacman().action_space == gymnasium.spaces.Discrete(5)
     env = gymnasium.make(PACMAN_ENV_ID, mode="rush", obs="viewport")
     obs, info = env.reset(seed=1)
-    assert obs.shape == (6, 5, 5) and obs.dtype == np.float32
-    assert {"level", "food_left", "power_steps_left"} <= set(info)
-    assert env.unwrapped.mode == "rush"
+    assert obs.shape == (3, 5, 5) and {"level", "food_left", "power_steps_left", "level_steps"} <= set(info)
     import importlib
 
     import relational_rnn.envs as envs_pkg
@@ -60,10 +83,8 @@ def test_spaces_and_registration():
     importlib.reload(envs_pkg)  # re-registration must not fail
 
 
-@pytest.mark.parametrize(
-    "kwargs, words",
-    [({"mode": "easy"}, MODES), ({"obs": "rgb"}, ("full", "viewport"))],
-)
+@pytest.mark.parametrize("kwargs, words", [({"mode": "easy"}, MODES), ({"obs": "rgb"}, ("full", "viewport")),
+                                           ({"encoding": "gray"}, ("rgb", "planes")), ({"max_steps": 0}, (">= 1",))])
 def test_invalid_arguments_raise(kwargs, words):
     with pytest.raises(ValueError) as err:
         MiniPacman(**kwargs)
@@ -71,50 +92,78 @@ def test_invalid_arguments_raise(kwargs, words):
         assert word in str(err.value)
 
 
-def test_maze_shape_symmetry_and_corridors():
-    walls = make().walls
-    assert walls.shape == (15, 19)
-    assert walls[0].all() and walls[-1].all() and walls[:, 0].all() and walls[:, -1].all()
-    assert (walls == walls[:, ::-1]).all()
-    free = ~walls
-    # corridors one cell wide: no 2x2 open block; no dead ends
-    assert not (free[:-1, :-1] & free[1:, :-1] & free[:-1, 1:] & free[1:, 1:]).any()
-    p = np.pad(free, 1)
-    degree = p[:-2, 1:-1].astype(int) + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
-    assert (degree[free] >= 2).all()
+# ----------------------------------------------------------- the level
 
 
-def test_reset_layout_food_pills_ghosts():
+def test_the_maze_is_the_published_map():
+    walls = MiniPacman().walls
+    assert (walls == np.array([[ch == "1" for ch in row] for row in PUBLISHED.split("\n")])).all()
+    assert int((~walls).sum()) == 138
+
+
+def test_a_level_starts_with_food_everywhere_two_pills_and_one_ghost():
+    for seed in range(20):
+        env = MiniPacman(encoding="planes")
+        obs, info = env.reset(seed=seed)
+        free = ~env.walls
+        assert (env.food_grid == free).all() and info["food_left"] == 138  # start and pill cells included
+        assert obs[FOOD].sum() == 138 and obs[FOOD][env.player_pos] == 1
+        assert len(env.pill_positions) == 2 and info["pills_left"] == 2
+        assert info["level"] == 1 and info["n_ghosts"] == 1 and info["power_steps_left"] == 0
+        assert all(d in (1, 2, 3, 4) for d in env.ghost_directions)
+
+
+def test_ghosts_start_outside_the_published_half_open_box():
+    """Never in rows [r-5, r+5) x cols [c-5, c+5) around Pac-Man; row r+5 (outside that box) does occur."""
     env = MiniPacman()
-    obs, info = env.reset(seed=5)
-    free = ~env.walls
-    n_free = int(free.sum())
-    assert (obs[WALL] == env.walls).all()
-    assert info["food_left"] == n_free - 3 == int(obs[FOOD].sum())  # minus player, 2 pills
-    assert obs[PILL].sum() == 2 and info["pills_left"] == 2
-    assert obs[PLAYER].sum() == 1 and obs[FOOD][env.player_pos] == 0
-    assert info["level"] == 1 and info["n_ghosts"] == 1 and obs[GHOST].sum() == 1
-    assert info["power_steps_left"] == 0 and obs[EDIBLE].sum() == 0
+    seen_edge = False
+    for seed in range(1500):
+        env.reset(seed=seed)
+        (pr, pc), (gr, gc) = env.player_pos, env.ghost_positions[0]
+        assert not (-5 <= gr - pr < 5 and -5 <= gc - pc < 5)
+        seen_edge |= gr - pr == 5 and -5 <= gc - pc < 5
+    assert seen_edge  # a symmetric +-5 box would forbid it
 
 
-# --------------------------------------------------------------- rules
+def test_placement_covers_every_free_cell_and_pills_may_share_a_cell():
+    env = MiniPacman()
+    players, pills_shared = set(), False
+    for seed in range(3000):
+        env.reset(seed=seed)
+        players.add(env.player_pos)
+        pills_shared |= len(set(env.pill_positions)) == 1
+    assert len(players) == 138
+    assert pills_shared  # drawn independently, as published
+
+
+def test_ghost_count_grows_with_the_level_without_a_cap():
+    assert [MiniPacman.n_ghosts_for_level(k) for k in range(1, 12)] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]
+
+
+# ----------------------------------------------------------- Pac-Man
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_eating_food_gives_reward_and_removes_it(mode):
     env = make(mode)
     env.set_state(player=(3, 3), ghosts=[(13, 17)], food=[(3, 4), (13, 1)], pills=[(13, 2)])
+    env.freeze_ghosts = True
     obs, reward, term, trunc, info = env.step(RIGHT)
-    assert env.player_pos == (3, 4)
-    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][FOOD_R])
-    assert obs[FOOD][3, 4] == 0 and obs[PLAYER][3, 4] == 1
-    assert info["food_left"] == 1 and not term and not trunc
-    # walking onto an empty cell gives only the step reward
+    assert env.player_pos == (3, 4) and reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][FOOD_R])
+    assert info["food_left"] == 1 and not env.food_grid[3, 4] and not term and not trunc
     _, reward, *_ = env.step(LEFT)
     assert reward == pytest.approx(REWARDS[mode][STEP])
 
 
-def test_moving_into_wall_is_stay():
+def test_staying_eats_the_food_of_the_start_cell():
+    env = make()
+    env.freeze_ghosts = True
+    ghost = env.ghost_positions
+    _, reward, *_ = env.step(STAY)
+    assert reward == 1.0 and not env.food_grid[env.player_pos] and env.ghost_positions == ghost
+
+
+def test_moving_into_a_wall_is_a_stay():
     env = make()
     env.set_state(player=(1, 1), ghosts=[(13, 17)])
     env.freeze_ghosts = True
@@ -125,236 +174,338 @@ def test_moving_into_wall_is_stay():
     assert env.player_pos == (2, 1)
 
 
-@pytest.mark.parametrize("mode", ["regular", "avoid"])
-def test_power_pill_makes_ghosts_edible_for_exactly_20_steps(mode):
-    env = make(mode)
-    env.set_state(player=(1, 1), ghosts=[(13, 17)], food=[(13, 1)], pills=[(1, 2), (13, 2)])
-    obs, reward, _, _, info = env.step(RIGHT)
-    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][PILL_R])
-    assert obs[PILL][1, 2] == 0 and info["pills_left"] == 1
-    edible_obs = 1
-    assert obs[EDIBLE].sum() == 1 and obs[GHOST].sum() == 0
-    assert info["power_steps_left"] == POWER_STEPS
-    timer = [info["power_steps_left"]]
-    while True:
-        obs, _, term, _, info = env.step(STAY)
-        assert not term
-        timer.append(info["power_steps_left"])
-        if obs[EDIBLE].sum() == 0:
-            break
-        edible_obs += 1
-        assert obs[GHOST].sum() == 0
-    assert edible_obs == POWER_STEPS == 20
-    assert timer == list(range(20, -1, -1))
-    assert obs[GHOST].sum() == 1  # dangerous again
-
-
-def test_edible_ghost_flees_and_normal_ghost_chases():
-    env = make(ghost_epsilon=0.0)
-    player = (7, 9)
-    env.set_state(player=player, ghosts=[(3, 9)], power_steps=0)
-    d0 = env.maze_distance((3, 9), player)
-    env.step(STAY)
-    ghost = env.ghost_positions[0]
-    assert env.maze_distance(ghost, player) == d0 - 1  # chases
-    env.set_state(power_steps=10)
-    moved = []
-    for _ in range(2):  # edible ghosts move on every other step (half speed)
-        env.step(STAY)
-        moved.append(env.ghost_positions[0])
-    assert moved[0] == ghost or moved[1] == moved[0]  # one of the two steps is still
-    assert env.maze_distance(moved[1], player) == env.maze_distance(ghost, player) + 1  # flees
-
-
 @pytest.mark.parametrize("mode", MODES)
-def test_eating_edible_ghost_rewards_and_respawns_it(mode):
+def test_a_pill_cell_gives_food_and_pill_and_20_steps_of_power(mode):
     env = make(mode)
-    # two ghosts, so that hunt/ambush do not clear the level on the first meal
-    env.set_state(player=(1, 1), ghosts=[(1, 2), (9, 17)], ghost_starts=[(13, 17), (9, 17)],
-                  food=[(13, 1)], pills=[(13, 2)], power_steps=10)
+    env.set_state(player=(1, 1), ghosts=[(13, 17)], food=[(1, 2), (13, 1)], pills=[(1, 2), (13, 2)])
     env.freeze_ghosts = True
-    obs, reward, term, _, info = env.step(RIGHT)
-    assert not term and info["level"] == 1
-    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][GHOST_R])
-    assert env.ghost_positions == [(13, 17), (9, 17)]
-    assert obs[EDIBLE][13, 17] == 1 and obs[EDIBLE][1, 2] == 0
-    assert info["ghosts_eaten"] == 1
+    obs, reward, _, _, info = env.step(RIGHT)
+    assert reward == pytest.approx(sum(REWARDS[mode][k] for k in (STEP, FOOD_R, PILL_R)))
+    assert env.pill_positions == [(13, 2)] and info["power_steps_left"] == POWER_STEPS == 20
+    timer, colours = [20], [colour(obs, (13, 17))]
+    for _ in range(20):
+        obs, _, term, _, info = env.step(STAY)
+        timer.append(info["power_steps_left"])
+        colours.append(colour(obs, (13, 17)))
+    assert timer == list(range(20, -1, -1))
+    # the ghost's colour is (1, power / 20, 0): the agent sees the power run out
+    assert colours == [pytest.approx((1.0, p / 20, 0.0)) for p in range(20, -1, -1)]
 
 
-def test_swapping_cells_with_edible_ghost_eats_it():
-    # (1,2) has two neighbours, (1,1) and (1,3); a random ghost move takes it
-    # onto the player's old cell about half the time: try seeds until it does
-    env = MiniPacman(ghost_epsilon=1.0)
-    for seed in range(30):
-        env.reset(seed=seed)
-        env.set_state(player=(1, 1), ghosts=[(1, 2)], ghost_starts=[(13, 1)], food=[(13, 2)],
-                      power_steps=10)
-        env.freeze_ghosts = True
-        env.step(STAY)  # the next step is one where edible ghosts move
-        env.freeze_ghosts = False
-        _, reward, term, _, info = env.step(RIGHT)
-        if info["ghosts_eaten"]:
-            assert env.ghost_positions == [(13, 1)] and env.player_pos == (1, 2)
-            assert reward == pytest.approx(REWARDS["regular"][GHOST_R]) and not term
-            return
-        assert env.ghost_positions == [(1, 3)]  # it moved away: no meeting
-    pytest.fail("no swap in 30 seeds")
+# ------------------------------------------------------------- ghosts
+
+
+def _move_frequency(level=1, power=0, trials=4000):
+    """How often the ghost moves in a step, Pac-Man far away and the ghost put back each step."""
+    env = make(seed=3, max_steps=10 * trials)
+    moved = 0
+    for _ in range(trials):
+        env.set_state(player=(13, 17), ghosts=[(1, 6)], ghost_dirs=[RIGHT], level=level, power_steps=power,
+                      food=[(7, 1)], level_steps=0)
+        env.step(STAY)
+        moved += env.ghost_positions[0] != (1, 6)
+    return moved / trials
+
+
+@pytest.mark.parametrize("level, power, expected", [(1, 0, 0.5), (3, 0, 0.7), (1, 10, 0.25), (5, 10, 0.45), (7, 0, 1.0)])
+def test_ghost_speed_is_0_5_plus_0_1_per_level_halved_by_the_power(level, power, expected):
+    assert _move_frequency(level, power) == pytest.approx(expected, abs=0.03)
+
+
+def test_ghosts_never_reverse():
+    env = make(seed=4)
+    rng = np.random.default_rng(0)
+    moves = reversals = 0
+    for _ in range(20000):
+        before = (env.level, env.ghost_positions, env.ghost_directions)
+        _, _, term, trunc, _ = env.step(int(rng.integers(5)))
+        if term or trunc:
+            env.reset()
+            continue
+        after = (env.level, env.ghost_positions, env.ghost_directions)
+        if before[0] != after[0] or len(before[1]) != len(after[1]):
+            continue  # a new level or an eaten ghost
+        for old_cell, old_dir, new_cell, new_dir in zip(before[1], before[2], after[1], after[2]):
+            if old_cell != new_cell:
+                moves += 1
+                reversals += new_dir == (0, 3, 4, 1, 2)[old_dir]
+    assert moves > 5000 and reversals == 0
+
+
+def test_a_ghost_follows_its_corridor_round_a_corner():
+    """At the corner (1, 1), facing left, it turns down, although Pac-Man lies to the right."""
+    env = make()
+    env.ghost_speed = 1.0
+    env.set_state(player=(1, 17), ghosts=[(1, 2)], ghost_dirs=[LEFT], food=[(7, 1)])
+    path = []
+    for _ in range(3):
+        env.step(STAY)
+        path.append(env.ghost_positions[0])
+    assert path == [(1, 1), (2, 1), (3, 1)] and env.ghost_directions == [DOWN]
+
+
+def test_at_a_junction_a_ghost_takes_the_exit_best_aligned_with_pacman():
+    env = make()
+    env.ghost_speed, env.ghost_random = 1.0, 0.0
+    # (3, 3) has four exits; facing right, left is dropped; Pac-Man below: down wins the dot product
+    env.set_state(player=(13, 5), ghosts=[(3, 3)], ghost_dirs=[RIGHT], food=[(7, 1)])
+    env.step(STAY)
+    assert env.ghost_positions == [(4, 3)]
+    # Pac-Man straight behind (to the left): the reverse is not allowed; up and down tie at 0, up comes first
+    env.set_state(player=(3, 1), ghosts=[(3, 3)], ghost_dirs=[RIGHT])
+    env.step(STAY)
+    assert env.ghost_positions == [(2, 3)]
+
+
+def test_a_ghost_picks_a_random_exit_at_a_junction_with_probability_0_05():
+    trials, other = 6000, 0
+    env = make(seed=5, max_steps=10 * trials)
+    env.ghost_speed = 1.0
+    for _ in range(trials):
+        env.set_state(player=(13, 5), ghosts=[(3, 3)], ghost_dirs=[RIGHT], food=[(7, 1)], level_steps=0)
+        env.step(STAY)
+        other += env.ghost_positions != [(4, 3)]
+    assert other / trials == pytest.approx(0.05 * 2 / 3, abs=0.008)  # 3 exits: 2 of them differ from the chase
+
+
+def test_a_powered_ghost_flees_and_never_at_random():
+    env = make()
+    env.ghost_speed, env.ghost_random = 2.0, 1.0  # halved by the power: it moves every step
+    for _ in range(50):
+        env.set_state(player=(13, 5), ghosts=[(3, 3)], ghost_dirs=[RIGHT], food=[(7, 1)], power_steps=10)
+        env.step(STAY)
+        assert env.ghost_positions == [(2, 3)]  # up: the smallest dot product with the vector to Pac-Man
+
+
+# ----------------------------------------------------------- meetings
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_touching_normal_ghost_kills(mode):
+def test_an_eaten_ghost_is_gone_for_the_rest_of_the_level(mode):
+    env = make(mode)
+    env.set_state(player=(1, 1), ghosts=[(1, 2), (9, 17)], food=[(13, 1)], pills=[(13, 2)], power_steps=10)
+    env.freeze_ghosts = True
+    _, reward, term, _, info = env.step(RIGHT)
+    assert not term and info["level"] == 1 and info["n_ghosts"] == 1 and env.ghost_positions == [(9, 17)]
+    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][GHOST_R]) and info["ghosts_eaten"] == 1
+    env.freeze_ghosts = False
+    for _ in range(30):
+        *_, info = env.step(STAY)
+        assert info["n_ghosts"] == 1 and info["level"] == 1
+
+
+def test_one_ghost_eaten_per_step_and_the_later_ghosts_do_not_move():
+    env = make()
+    env.ghost_speed = 1.0
+    env.set_state(player=(1, 1), ghosts=[(1, 2), (1, 2), (13, 17)], food=[(13, 1)], power_steps=10)
+    _, reward, *_ = env.step(RIGHT)
+    assert reward == 5.0 and env.ghost_positions == [(1, 2), (13, 17)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_meeting_a_normal_ghost_kills(mode):
     env = make(mode)
     env.set_state(player=(1, 1), ghosts=[(1, 2)], food=[(13, 1)], pills=[(13, 2)])
     env.freeze_ghosts = True
-    obs, reward, term, trunc, _ = env.step(RIGHT)
-    assert term and not trunc
-    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][DEATH_R])
+    _, reward, term, trunc, _ = env.step(RIGHT)  # Pac-Man walks onto it
+    assert term and not trunc and reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][DEATH_R])
     with pytest.raises(RuntimeError):
         env.step(STAY)
+    env = make(mode)
+    env.ghost_speed = 1.0
+    env.set_state(player=(1, 1), ghosts=[(1, 2)], ghost_dirs=[LEFT], food=[(13, 1)], pills=[(13, 2)])
+    _, reward, term, *_ = env.step(STAY)  # it walks onto him
+    assert term and reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][DEATH_R])
 
 
-def test_swapping_cells_with_chasing_ghost_kills():
-    env = make(mode="avoid", ghost_epsilon=0.0)
-    env.set_state(player=(1, 1), ghosts=[(1, 2)], food=[(13, 1)])
-    _, reward, term, _, _ = env.step(RIGHT)  # ghost chases onto (1,1): cells swap
-    assert env.player_pos == (1, 2) and env.ghost_positions == [(1, 1)]
-    assert term and reward == pytest.approx(0.1 - 20)
+def test_two_ghosts_on_pacman_add_the_death_reward_twice():
+    env = make("avoid")
+    env.set_state(player=(1, 1), ghosts=[(1, 2), (1, 2)], food=[(13, 1)])
+    env.freeze_ghosts = True
+    _, reward, term, *_ = env.step(RIGHT)
+    assert term and reward == pytest.approx(0.1 - 40)
 
 
-@pytest.mark.parametrize("mode", ["regular", "avoid", "hunt", "ambush"])
-def test_level_advances_when_food_is_gone(mode):
+# ------------------------------------------------------------- levels
+
+
+@pytest.mark.parametrize("mode", ["regular", "avoid"])
+def test_the_last_food_starts_a_new_level(mode):
     env = make(mode)
     env.set_state(player=(3, 3), ghosts=[(13, 17)], food=[(3, 4)], pills=[(13, 2)])
-    obs, reward, term, _, info = env.step(RIGHT)
-    assert reward == pytest.approx(REWARDS[mode][STEP] + REWARDS[mode][FOOD_R])
-    assert not term and info["level"] == 2
-    assert info["food_left"] == int((~env.walls).sum()) - 3 == int(obs[FOOD].sum())
-    assert info["pills_left"] == 2 and obs[PILL].sum() == 2
-    assert info["n_ghosts"] == 1  # level k has 1 + (k - 1) // 2 ghosts
-    assert [MiniPacman.n_ghosts_for_level(k) for k in range(1, 10)] == [1, 1, 2, 2, 3, 3, 4, 4, 4]
-
-
-def test_regular_level_does_not_advance_with_food_left():
-    env = make("regular")
-    env.set_state(player=(3, 3), ghosts=[(13, 17)], food=[(3, 4), (13, 1)], pills=[(3, 5)])
     env.freeze_ghosts = True
-    env.step(RIGHT)
-    _, _, _, _, info = env.step(RIGHT)  # no pill left is not enough in regular
-    assert info["level"] == 1 and info["food_left"] == 1
+    _, _, term, _, info = env.step(RIGHT)
+    assert not term and info["level"] == 2 and info["food_left"] == 138 and info["pills_left"] == 2
+    assert info["n_ghosts"] == 1 and info["level_steps"] == 0
 
 
-def test_rush_level_advances_when_pills_are_gone():
+@pytest.mark.parametrize("mode", ["hunt", "ambush", "rush"])
+def test_the_last_food_does_not_end_the_level_in_other_modes(mode):
+    env = make(mode)
+    env.set_state(player=(3, 3), ghosts=[(13, 17)], food=[(3, 4)], pills=[(13, 2)])
+    env.freeze_ghosts = True
+    *_, info = env.step(RIGHT)
+    assert info["level"] == 1 and info["food_left"] == 0
+
+
+def test_rush_the_last_pill_starts_a_new_level():
     env = make("rush")
     env.set_state(player=(3, 3), ghosts=[(13, 17)], food=[(13, 1)], pills=[(3, 4), (3, 5)])
     env.freeze_ghosts = True
-    _, r1, _, _, info = env.step(RIGHT)
-    assert info["level"] == 1 and info["pills_left"] == 1 and r1 == pytest.approx(10.0)
-    _, r2, _, _, info = env.step(RIGHT)
-    assert r2 == pytest.approx(10.0) and info["level"] == 2 and info["pills_left"] == 2
-    assert info["food_left"] == int((~env.walls).sum()) - 3  # food restored
+    _, r1, *_, info = env.step(RIGHT)
+    assert info["level"] == 1 and r1 == pytest.approx(10.0)
+    _, r2, *_, info = env.step(RIGHT)
+    assert r2 == pytest.approx(10.0) and info["level"] == 2 and info["food_left"] == 138
 
 
 @pytest.mark.parametrize("mode", ["hunt", "ambush"])
-def test_hunt_level_advances_when_every_ghost_eaten(mode):
+def test_hunt_the_last_ghost_starts_a_new_level(mode):
     env = make(mode)
     env.set_state(player=(1, 1), ghosts=[(1, 2), (13, 17)], food=[(13, 1)], power_steps=10)
     env.freeze_ghosts = True
-    _, _, _, _, info = env.step(RIGHT)
-    assert info["level"] == 1 and info["ghosts_eaten"] == 1
+    *_, info = env.step(RIGHT)
+    assert info["level"] == 1
     env.set_state(player=(13, 16))
-    _, reward, _, _, info = env.step(RIGHT)
-    assert reward == pytest.approx(10.0)
-    assert info["level"] == 2 and info["ghosts_eaten"] == 0 and info["power_steps_left"] == 0
+    _, reward, *_, info = env.step(RIGHT)
+    assert reward == pytest.approx(10.0) and info["level"] == 2 and info["power_steps_left"] == 0
 
 
-def test_truncation_at_step_cap():
-    env = make(max_steps=7)
-    env.set_state(player=(1, 1), ghosts=[(13, 17)])
+@pytest.mark.parametrize("mode, new_level", [("avoid", True), ("regular", False), ("hunt", False)])
+def test_avoid_starts_a_new_level_every_128_steps(mode, new_level):
+    env = make(mode)
     env.freeze_ghosts = True
-    for t in range(7):
+    env.set_state(ghosts=[(13, 17)], player=(1, 1), food=[(7, 1), (7, 2)], pills=[(7, 3)])
+    for t in range(1, 129):
+        *_, info = env.step(STAY)
+        if t < 128:
+            assert info["level"] == 1 and info["level_steps"] == t
+    assert info["level"] == (2 if new_level else 1)
+    assert info["level_steps"] == (0 if new_level else 128)
+
+
+def test_the_episode_is_capped_at_3000_steps():
+    assert MiniPacman().max_steps == MAX_STEPS == 3000
+    env = make(max_steps=3000)
+    env.freeze_ghosts = True
+    env.set_state(player=(1, 1), ghosts=[(13, 17)])
+    for t in range(3000):
         _, _, term, trunc, info = env.step(STAY)
-        assert not term and trunc == (t == 6)
-    assert info["steps"] == 7
+        assert not term and trunc == (t == 2999)
+    assert info["steps"] == 3000
 
 
 # -------------------------------------------------------- observations
 
 
-def test_viewport_at_the_maze_corner_reads_walls_outside():
-    env = make(obs="viewport")
-    obs = env.set_state(player=(1, 1), ghosts=[(2, 1)], food=[(1, 2)], pills=[(3, 1)])
-    assert obs.shape == (6, 5, 5)
-    expected_walls = np.ones((5, 5), dtype=np.float32)  # rows/cols -1 and 0 are wall
-    expected_walls[2:, 2:] = env.walls[1:4, 1:4]
-    assert (obs[WALL] == expected_walls).all()
-    assert obs[PLAYER][2, 2] == 1 and obs[PLAYER].sum() == 1
-    assert obs[GHOST][3, 2] == 1 and obs[FOOD][2, 3] == 1 and obs[PILL][4, 2] == 1
-    # outside the maze: walls and nothing else
-    assert (obs[1:, :2, :] == 0).all() and (obs[1:, :, :2] == 0).all()
-
-
-def test_viewport_matches_full_observation_inside():
-    full, view = make(obs="full"), make(obs="viewport")
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        a = int(rng.integers(5))
-        of, *_ = full.step(a)
-        ov, _, term, trunc, _ = view.step(a)
-        r, c = view.player_pos
-        padded = np.pad(of, ((0, 0), (2, 2), (2, 2)))
-        padded[WALL] = np.pad(of[WALL], 2, constant_values=1)
-        assert (ov == padded[:, r:r + 5, c:c + 5]).all()
-        if term or trunc:
-            break
-
-
-def test_food_count_matches_observation_on_random_play():
+def test_rgb_colours_of_every_content():
     env = make()
-    rng = np.random.default_rng(1)
+    obs = env.set_state(player=(1, 1), ghosts=[(1, 3)], food=[(3, 1), (1, 2)], pills=[(5, 1)])
+    assert colour(obs, (1, 1)) == GREEN and colour(obs, (1, 3)) == RED and colour(obs, (5, 1)) == CYAN
+    assert colour(obs, (3, 1)) == BLUE and colour(obs, (0, 0)) == WHITE and colour(obs, (1, 5)) == (0, 0, 0)
+    obs = env.set_state(ghosts=[(3, 1)], pills=[(3, 1)])  # a ghost is drawn over food and pill
+    assert colour(obs, (3, 1)) == RED
+    obs = env.set_state(ghosts=[(1, 1)])  # Pac-Man over a ghost
+    assert colour(obs, (1, 1)) == GREEN
+
+
+def test_planes_encoding():
+    env = make(encoding="planes")
+    obs = env.set_state(player=(1, 1), ghosts=[(1, 3)], food=[(3, 1)], pills=[(5, 1)], power_steps=5)
+    assert obs.shape == (6, 15, 19) and (obs[WALL] == env.walls).all()
+    assert obs[PLAYER][1, 1] == 1 and obs[PLAYER].sum() == 1 and obs[FOOD][3, 1] == 1 and obs[FOOD].sum() == 1
+    assert obs[GHOST][1, 3] == pytest.approx(0.75) and obs[EDIBLE][1, 3] == pytest.approx(0.25)
+    assert obs[PILL][5, 1] == 1 and obs[PILL].sum() == 1
+
+
+@pytest.mark.parametrize("encoding", ["rgb", "planes"])
+def test_viewport_matches_the_full_view_with_walls_beyond_the_map(encoding):
+    full, view = make(encoding=encoding), make(obs="viewport", encoding=encoding)
+    rng = np.random.default_rng(0)
     for _ in range(300):
-        obs, _, term, trunc, info = env.step(int(rng.integers(5)))
-        assert info["food_left"] == int(obs[FOOD].sum())
-        assert obs[PLAYER].sum() == 1
-        assert obs[GHOST].sum() + obs[EDIBLE].sum() >= 1
-        assert env.observation_space.contains(obs)
+        action = int(rng.integers(5))
+        of, _, term, trunc, _ = full.step(action)
+        ov, *_ = view.step(action)
+        padded = np.pad(of, ((0, 0), (2, 2), (2, 2)))
+        if encoding == "rgb":
+            padded[:, :2], padded[:, -2:], padded[:, :, :2], padded[:, :, -2:] = 1, 1, 1, 1
+        else:
+            padded[WALL] = np.pad(of[WALL], 2, constant_values=1)
+        r, c = view.player_pos
+        assert ov.shape[1:] == (5, 5) and (ov == padded[:, r:r + 5, c:c + 5]).all()
         if term or trunc:
-            obs, info = env.reset()
+            full.reset(), view.reset()
 
 
-def test_determinism_for_a_seed():
-    def rollout(seed):
-        env = MiniPacman(obs="full")
-        obs, _ = env.reset(seed=seed)
-        rng = np.random.default_rng(123)
-        out = [obs]
-        for _ in range(200):
-            obs, reward, term, trunc, _ = env.step(int(rng.integers(5)))
-            out += [obs, np.float32(reward)]
-            if term or trunc:
-                obs, _ = env.reset()
-                out.append(obs)
-        return out
+def test_observation_matches_the_state_on_random_play():
+    env = make(encoding="planes")
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        obs, _, term, trunc, info = env.step(int(rng.integers(5)))
+        assert info["food_left"] == int(obs[FOOD].sum()) == int(env.food_grid.sum())
+        assert obs[PLAYER].sum() == 1 and env.observation_space.contains(obs)
+        if term or trunc:
+            env.reset()
 
-    a, b, c = rollout(7), rollout(7), rollout(8)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+# ------------------------------------------------ determinism and resume
+
+
+def _rollout(env, steps, rng):
+    out = []
+    for _ in range(steps):
+        obs, reward, term, trunc, _ = env.step(int(rng.integers(5)))
+        out += [obs, reward]
+        if term or trunc:
+            out.append(env.reset()[0])
+    return out
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_same_seed_gives_the_same_episodes():
+    def run(seed):
+        env = MiniPacman()
+        return [env.reset(seed=seed)[0]] + _rollout(env, 500, np.random.default_rng(123))
+
+    assert _same(run(7), run(7)) and not _same(run(7), run(8))
+
+
+@pytest.mark.parametrize("encoding", ["rgb", "planes"])
+def test_snapshot_and_restore_resume_exactly(encoding):
+    env = make(mode="avoid", encoding=encoding, seed=11)
+    _rollout(env, 137, np.random.default_rng(0))
+    snapshot = env.snapshot()
+    expected = _rollout(env, 400, np.random.default_rng(1))
+    twin = MiniPacman(mode="avoid", encoding=encoding)
+    twin.restore(snapshot)
+    assert _same(_rollout(twin, 400, np.random.default_rng(1)), expected)
+    with pytest.raises(ValueError, match="not a snapshot"):
+        twin.restore({"grid": np.zeros(3)})  # an old environment's snapshot
 
 
 def test_render_rgb_frame():
     env = MiniPacman(obs="viewport", render_mode="rgb_array")
     env.reset(seed=0)
-    env.set_state(player=(7, 9), ghosts=[(1, 1)])
-    frame = env.render()
-    s = CELL_PIXELS
+    env.set_state(player=(5, 9), ghosts=[(1, 1)])
+    frame, s = env.render(), CELL_PIXELS
     assert frame.shape == (15 * s, 19 * s, 3) and frame.dtype == np.uint8
-    assert (frame[7 * s + s // 2, 9 * s + s // 2] == COLOURS["player"]).all()
-    assert (frame[1 * s + s // 2, 1 * s + s // 2] == COLOURS["ghost"]).all()
-    assert (frame[0, 0] == COLOURS["wall"]).all()
-    # the viewport outline: rows 5..9, cols 7..11
-    assert (frame[5 * s, 7 * s:12 * s] == COLOURS["viewport"]).all()
-    assert (frame[5 * s:10 * s, 12 * s - 1] == COLOURS["viewport"]).all()
-    env.set_state(power_steps=5)
-    assert (env.render()[1 * s + s // 2, 1 * s + s // 2] == COLOURS["edible"]).all()
+    assert tuple(frame[5 * s + s // 2, 9 * s + s // 2]) == (0, 255, 0)
+    assert tuple(frame[1 * s + s // 2, 1 * s + s // 2]) == (255, 0, 0)
+    assert tuple(frame[0, 0]) == (255, 255, 255)
+    assert (frame[3 * s, 7 * s:12 * s] == VIEWPORT_OUTLINE).all()  # rows 3..7, cols 7..11
+    assert (frame[3 * s:8 * s, 12 * s - 1] == VIEWPORT_OUTLINE).all()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert MiniPacman().render() is None
+
+
+def test_render_is_the_same_picture_for_both_encodings():
+    rgb, planes = (MiniPacman(encoding=e, render_mode="rgb_array") for e in ("rgb", "planes"))
+    rgb.reset(seed=2), planes.reset(seed=2)
+    for _ in range(40):
+        rgb.step(1), planes.step(1)
+        assert (rgb.render() == planes.render()).all()
+        rgb.set_state(power_steps=7), planes.set_state(power_steps=7)
+        assert (rgb.render() == planes.render()).all()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from relational_rnn import RelationalMemory, RelationalMemoryCell, count_parameters
+from relational_rnn.cores import CoreConfig, build_core
 from reference_rmc import reference_initial_memory, reference_parameter_count, reference_step
 
 FIDELITY_CASES = {
@@ -16,6 +17,13 @@ FIDELITY_CASES = {
     "width > slots": dict(mem_slots=2, head_size=3, num_heads=3),
     "one MLP layer": dict(mem_slots=2, head_size=4, num_heads=1, attention_mlp_layers=1),
     "three MLP layers, biases": dict(mem_slots=2, head_size=4, num_heads=2, attention_mlp_layers=3, forget_bias=0.5, input_bias=-0.3),
+    "qkv attention scale": dict(mem_slots=3, head_size=4, num_heads=2, attention_scale="qkv"),
+}
+
+QKV_SCALE_CASES = {
+    "one block": dict(mem_slots=3, head_size=4, num_heads=2),
+    "key_size != head_size": dict(mem_slots=2, head_size=5, num_heads=2, key_size=3),
+    "three blocks, memory gating": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=3, gate_style="memory"),
 }
 
 
@@ -40,6 +48,56 @@ def test_matches_spec_reference_over_several_steps(case):
         memory = reference_step(rmc.cell, x[t], memory)
         torch.testing.assert_close(outputs[t], memory.flatten(1), rtol=0, atol=1e-10)
     torch.testing.assert_close(final, memory, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", QKV_SCALE_CASES)
+def test_straightforward_path_with_qkv_attention_scale_matches_spec_reference(case):
+    """attention_scale="qkv" (queries / sqrt(2k + v)) on the spec-in-code path against the reference."""
+    torch.manual_seed(11)
+    rmc = RelationalMemory(input_size=3, fast=False, attention_scale="qkv", **QKV_SCALE_CASES[case]).double()
+    _randomise(rmc)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    outputs, final = rmc(x)
+
+    memory = reference_initial_memory(2, rmc.mem_slots, rmc.mem_size)
+    for t in range(4):
+        memory = reference_step(rmc.cell, x[t], memory, attention_scale="qkv")
+        torch.testing.assert_close(outputs[t], memory.flatten(1), rtol=0, atol=1e-10)
+    torch.testing.assert_close(final, memory, rtol=0, atol=1e-10)
+    # The reference with the other scale is far outside that tolerance: the comparison does see the scale.
+    key_memory = reference_step(rmc.cell, x[0], reference_initial_memory(2, rmc.mem_slots, rmc.mem_size), attention_scale="key")
+    assert (key_memory.flatten(1) - outputs[0]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["straightforward", "fast"])
+def test_key_and_qkv_attention_scales_give_different_outputs(fast):
+    torch.manual_seed(12)
+    key = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, fast=fast).double()
+    _randomise(key)
+    qkv = RelationalMemory(input_size=3, mem_slots=3, head_size=4, num_heads=2, fast=fast, attention_scale="qkv").double()
+    qkv.load_state_dict(key.state_dict())  # the option adds no parameters
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    assert (key(x)[0] - qkv(x)[0]).abs().max() > 1e-4
+
+
+def test_attention_scale_option_is_stored_shown_and_forwarded():
+    default = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2, key_size=3)
+    assert default.attention_scale == default.cell.attention_scale == "key"
+    assert default.query_scale == 3**-0.5 and default.cell.blocks[0].query_scale == 3**-0.5
+    qkv = RelationalMemory(input_size=3, mem_slots=2, head_size=4, num_heads=2, key_size=3, attention_scale="qkv")
+    assert qkv.attention_scale == "qkv"
+    assert qkv.query_scale == (2 * 3 + 4) ** -0.5 and qkv.cell.blocks[0].query_scale == qkv.query_scale
+    assert "attention_scale='qkv'" in repr(qkv) and "attention_scale='key'" in repr(default)
+    # CoreConfig passes it through (the command line's --attention-scale).
+    assert CoreConfig().attention_scale == "key"
+    core = build_core(CoreConfig(mem_slots=2, head_size=4, num_heads=2, attention_scale="qkv"), input_size=3)
+    assert core.attention_scale == "qkv" and core.query_scale == 12**-0.5
+
+
+@pytest.mark.parametrize("value", ["sqrt", "Key", None, 0.5])
+def test_bad_attention_scale_raises_value_error_naming_the_option_and_values(value):
+    with pytest.raises(ValueError, match=r"^attention_scale must be 'key' or 'qkv', got "):
+        RelationalMemory(input_size=3, mem_slots=2, head_size=4, attention_scale=value)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +262,7 @@ def test_cuda_matches_cpu(path, gate_style):
         (dict(num_heads=1.5), "num_heads"),
         (dict(key_size=0), "key_size"),
         (dict(forget_bias=float("nan")), "forget_bias"),
+        (dict(attention_scale="total"), "attention_scale"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_option(options, message):

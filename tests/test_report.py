@@ -5,7 +5,7 @@ import json
 import pytest
 
 from relational_rnn.cli import build_run_config, main
-from relational_rnn.report import write_report
+from relational_rnn.report import write_report, write_section
 from relational_rnn.train import ConfigError, train
 
 TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("num_vectors", "3"), ("vector_dim", "2"),
@@ -30,7 +30,7 @@ def test_report_tables_compare_cores_over_seeds(runs, tmp_path):
     text = path.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| cpu")]
     assert len(rows) == 3  # lstm, rmc, chance
-    assert rows[0].startswith("| cpu | K=3, d=2 | ") and "| 4 steps | lstm |" in rows[0] and "mem_slots=2" in rows[0] and " ± " in rows[0] and "| 2 |" in rows[0]
+    assert rows[0].startswith("| cpu | K=3, d=2, question=paper | ") and "| 4 steps | lstm |" in rows[0] and "mem_slots=2" in rows[0] and " ± " in rows[0] and "| 2 |" in rows[0]
     assert "| chance |" in rows[2] and "0.3333" in rows[2]
     assert "extra accuracy" in text and "RMC | 91%" in text
     assert (tmp_path / "docs" / "curves_nth-farthest.png").stat().st_size > 1000
@@ -59,3 +59,40 @@ def test_the_field_that_names_the_group_is_not_repeated_as_a_change():
     assert task_type.results_group(task_type.config_type(**config["task"])) == "copy"
     assert _changes_from_preset(task_type, config, "copy") == "lr=0.0005"
     assert _changes_from_preset(task_type, config) == "program=copy, lr=0.0005"
+
+
+def _doc(path, section="ladder"):
+    path.write_text(f"# doc\n\nbefore\n<!-- rrnn report: {section} -->\nold text\n<!-- end of rrnn report: {section} -->\nafter\n")
+    return path
+
+
+def test_comparison_section_keeps_every_seed_and_says_whether_the_rmc_separates(runs, tmp_path):
+    doc = write_section([runs], _doc(tmp_path / "task.md"), "ladder", "comparison", "rrnn report runs --into task.md")
+    text = doc.read_text()
+    assert text.startswith("# doc\n\nbefore\n<!-- rrnn report: ladder -->\n") and text.endswith("<!-- end of rrnn report: ladder -->\nafter\n")
+    assert "old text" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| K=3")]
+    assert [row.split(" | ")[1] for row in rows] == ["rmc", "lstm"]  # the RMC first, then the others
+    assert all(row.count(" ± ") >= 2 and row.count("(") == 2 for row in rows)  # mean ± std (seed values) at both budgets
+    assert "at 4 steps, RMC" in text and "separate from lstm" in text and "chance 0.333" in text and "plateau" in text
+    assert (tmp_path / "curves_task_ladder.png").stat().st_size > 1000
+
+
+def test_runs_section_lists_every_run_and_failures(runs, tmp_path):
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "config.json").write_text((runs / "rmc-0" / "config.json").read_text())
+    doc = write_section([runs, failed], _doc(tmp_path / "task.md", "search"), "search", "runs", "x")
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| `")]
+    assert len(rows) == 5 and sum("failed: no evaluation" in row for row in rows) == 1
+
+
+def test_a_section_is_only_written_where_the_file_asks_for_it(runs, tmp_path):
+    plain = tmp_path / "notes.md"
+    plain.write_text("my notes\n")
+    with pytest.raises(ConfigError, match="has no section 'ladder'"):
+        write_section([runs], plain, "ladder", "comparison", "x")
+    assert plain.read_text() == "my notes\n"
+    assert main(["report", str(runs), "--into", str(plain), "--section", "ladder"]) == 2
+    assert main(["report", str(runs), "--into", str(plain)]) == 2
+    assert plain.read_text() == "my notes\n"

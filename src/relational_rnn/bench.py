@@ -1,5 +1,6 @@
 """Benchmark suite: the RMC (straightforward path, fast path, fast path compiled, fast path with
-recomputation) against an `nn.LSTM` with the same parameter count, forward + backward.
+recomputation) against every other registered core (`nn.LSTM`, GRU, Transformer, DeltaNet, ...)
+with the same parameter count, forward + backward.
 
 For each case (a shape) every variant runs in this one process on the same input, so their
 ratios are what to quote; absolute times only describe the machine. Per variant it reports:
@@ -35,7 +36,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from relational_rnn.cores import LSTMCore, RelationalMemory, count_parameters, lstm_hidden_size_for
+from relational_rnn.cores import CORES, CoreConfig, RelationalMemory, build_core, count_parameters
+
+BASELINES = tuple(name for name in CORES if name != "rmc")  # every other registered core, a variant each
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Case:
     batch: int
     steps: int
     rmc: dict
-    variants: tuple[str, ...] = ("reference", "autograd", "fast", "compiled", "recompute", "lstm")
+    variants: tuple[str, ...] = ("reference", "autograd", "fast", "compiled", "recompute", *BASELINES)
     max_repeats: Optional[int] = None  # cap for the slowest cases; 0: time the warm-up step itself
 
 
@@ -56,41 +59,41 @@ CASES: dict[str, Case] = {
         "issue #5 LM comparison shape: 1 slot, 4 heads x 192, key 64, 3-layer MLP, input 192",
         input_size=192, batch=64, steps=100,
         rmc=dict(mem_slots=1, num_heads=4, head_size=192, key_size=64, attention_mlp_layers=3),
-        variants=("reference", "autograd", "fast", "compiled", "graphed", "lstm", "matmuls"),
+        variants=("reference", "autograd", "fast", "compiled", "graphed", *BASELINES, "matmuls"),
         max_repeats=2,
     ),
     "nth-issue": Case(
         "issue #5 N-th farthest comparison shape: 8 slots, 8 heads x 32, input 40",
         input_size=40, batch=64, steps=8,
         rmc=dict(mem_slots=8, num_heads=8, head_size=32),
-        variants=("reference", "autograd", "fast", "compiled", "graphed", "recompute", "lstm", "matmuls"),
+        variants=("reference", "autograd", "fast", "compiled", "graphed", "recompute", *BASELINES, "matmuls"),
     ),
     "lm-cpu": Case(
         "LM at cpu scale (the lm task's cpu preset): 1 slot, 2 heads x 64, 2-layer MLP, embedding 128, BPTT 35",
         input_size=128, batch=32, steps=35,
         rmc=dict(mem_slots=1, num_heads=2, head_size=64, attention_mlp_layers=2),
-        variants=("reference", "autograd", "fast", "compiled", "lstm"),
+        variants=("reference", "autograd", "fast", "compiled", *BASELINES),
     ),
     "lm-paper": Case(
         "LM at paper scale: 1 slot, 4 heads x 625 (2500 units), 5-layer MLP, embedding 512, BPTT 100 "
         "(the paper's batch is 64 per GPU; 4 keeps a step within a minute here)",
         input_size=512, batch=4, steps=100,
         rmc=dict(mem_slots=1, num_heads=4, head_size=625, attention_mlp_layers=5),
-        variants=("reference", "autograd", "fast", "lstm"),
+        variants=("reference", "autograd", "fast", *BASELINES),
         max_repeats=0,
     ),
     "nth-paper": Case(
         "N-th farthest paper shape (K=8, d=16): 8 slots, 8 heads x 32, input 40, the paper's batch",
         input_size=40, batch=1600, steps=8,
         rmc=dict(mem_slots=8, num_heads=8, head_size=32),
-        variants=("reference", "autograd", "fast", "recompute", "lstm"),
+        variants=("reference", "autograd", "fast", "recompute", *BASELINES),
         max_repeats=0,
     ),
     "lte-paper": Case(
         "LTE paper shape: 4 slots, 4 heads x 128, 'memory' gating, one-hot input 30, the paper's batch, 50 characters",
         input_size=30, batch=128, steps=50,
         rmc=dict(mem_slots=4, num_heads=4, head_size=128, gate_style="memory"),
-        variants=("reference", "autograd", "fast", "lstm"),
+        variants=("reference", "autograd", "fast", *BASELINES),
         max_repeats=2,
     ),
 }
@@ -101,7 +104,7 @@ VARIANTS = {
     "fast": "RMC, fast path (the default; fused: one hand-written forward and backward for the sequence)",
     "compiled": "RMC, `fast_step` under autograd, compiled with torch.compile (compile=True)",
     "recompute": "RMC, `fast_step` under autograd, each step recomputed in backward (recompute=True)",
-    "lstm": "nn.LSTM with the RMC's parameter count",
+    **{name: f"{kind.description}; at the RMC's parameter count" for name, kind in CORES.items() if name != "rmc"},
     "graphed": "RMC, fast path captured as CUDA graphs (torch.cuda.make_graphed_callables; CUDA only)",
     "matmuls": "not a model: the fused path's per-step matrix products alone (qkv, MLP layers, gates: "
     "forward and both backward products, same shapes, random data), a floor for the RMC's time",
@@ -111,10 +114,8 @@ VARIANTS = {
 def build_variant(case: Case, variant: str, device: torch.device) -> nn.Module:
     """The module for one variant; every RMC variant gets the same weights (same seed)."""
     torch.manual_seed(0)
-    if variant == "lstm":
-        rmc = RelationalMemory(case.input_size, **case.rmc)
-        hidden = lstm_hidden_size_for(count_parameters(rmc), case.input_size)
-        return LSTMCore(case.input_size, hidden).to(device)
+    if variant in BASELINES:  # sized to the parameter count of the case's RMC
+        return build_core(CoreConfig(core=variant, **case.rmc), case.input_size).to(device)
     options = dict(
         fast=variant != "reference",
         fused=variant in ("fast", "graphed"),
@@ -333,7 +334,7 @@ def run_case(name: str, case: Case, repeats: int, device: torch.device, variants
             result["lstm_hidden"] = model.hidden_size
         if variant == "compiled":
             result["compile_s"] = round(first[variant] - seconds, 1)
-        if variant not in ("lstm", "fast", "matmuls") and "fast" in outputs:  # same weights: the outputs must agree
+        if variant not in (*BASELINES, "fast", "matmuls") and "fast" in outputs:  # same weights: the outputs must agree
             result["max_abs_diff_vs_fast"] = float(f"{(outputs[variant] - outputs['fast']).abs().max().item():.2e}")
         results.append(result)
         del model

@@ -1,12 +1,13 @@
 """The `rrnn` command line: parse, build the config, call the layer below.
 
-    rrnn train TASK --out DIR [--core rmc|lstm] [--preset cpu|paper] [--steps N | --minutes M]
+    rrnn train TASK --out DIR [--core NAME] [--preset cpu|paper] [--steps N | --minutes M]
                [--seed S] [--resume] [--OPTION VALUE ...]
     rrnn eval DIR [--OPTION VALUE ...]                 (lm: --split valid|test)
     rrnn generate DIR --prompt "..." --tokens N --temperature T [--seed S]
     rrnn play DIR [--out episode.gif] [--seed S]
     rrnn presets TASK
     rrnn report RUN_DIR... --out docs
+    rrnn report RUN_DIR... --into docs/nth_farthest.md --section ladder [--kind comparison|runs]
     rrnn inspect DIR --samples K --out DIR
     rrnn demo
     rrnn bench [--cases ...] [--threads N] [--markdown docs/performance.md]
@@ -21,17 +22,28 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 
-from .train.checkpoint import CheckpointError
-from .train.config import ConfigError, RunConfig
-from .train.loop import CONFIG_FILE, RunDirectoryError, evaluate_run, load_config, train
+# torch and everything built on it are imported inside the commands, so that a Ctrl-C while they
+# load (seconds) reaches `main`'s handling: one line, not a traceback.
+if TYPE_CHECKING:
+    from .train.config import RunConfig
+
+CONFIG_FILE = "config.json"  # = train.loop.CONFIG_FILE (not imported here, see above)
 
 
 class UsageError(ValueError):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`rrnn train: error: ...`), exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
@@ -57,6 +69,7 @@ def _parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
 def build_run_config(task_name: str, preset: str, overrides: Sequence[tuple[str, Any]]) -> RunConfig:
     """The preset's config with `overrides` applied in order."""
     from .tasks import get_task
+    from .train.config import ConfigError, RunConfig
 
     task_type = get_task(task_name)
     presets = task_type.presets()
@@ -76,6 +89,11 @@ def build_run_config(task_name: str, preset: str, overrides: Sequence[tuple[str,
 
 
 def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from .cores import CORES
+    from .train.loop import load_config, train
+
+    if args.core is not None and args.core not in CORES:  # the registry, not argparse choices: it needs torch
+        raise UsageError(f"unknown core {args.core!r}; the cores are {', '.join(CORES)}")
     overrides = _parse_overrides(extra)
     named = [("core", args.core), ("steps", args.steps), ("minutes", args.minutes), ("seed", args.seed), ("threads", args.threads), ("data_dir", args.data)]
     given = [(name, value) for name, value in named if value is not None]
@@ -97,6 +115,8 @@ def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def command_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from .train.loop import evaluate_run
+
     options = dict(_parse_overrides(extra))
     results = evaluate_run(Path(args.run_dir), device=args.device, **options)
     print(json.dumps({"run": args.run_dir, **results}))
@@ -115,22 +135,96 @@ def command_presets(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
-def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Train an RMC and an equal-size LSTM on cpu-scale N-th farthest and print both test accuracies."""
-    overrides = _parse_overrides(extra)
-    results = {}
+DEMO_QUESTION = "farthest"  # the rung of the ladder that separates the cores at cpu scale (docs/nth_farthest.md)
+NTH_FARTHEST_RUNS = Path(__file__).resolve().parents[2] / "results" / "runs" / "nth-farthest"  # in a clone of the repo
+FULL_QUESTION_RUNS = {  # what the demo prints beside its rung: the committed runs on the paper's full question
+    "no curriculum": "ladder/paper-{core}-seed*",
+    "curriculum farthest -> paper": "search/s*-paper-{core}-farthest-curriculum-seed*",
+    "curriculum recall -> farthest -> paper (batch 64, Adam 1e-3)": "search/s*-paper-{core}-b64-lr1e-3-question-curriculum-seed*",
+}
+
+
+def demo_verdict(accuracies: dict[str, float], plateau: float, margin: float = 0.05) -> str:
+    """One line from the numbers: who left the plateau (by `margin`) and by how much the RMC leads."""
+    left = [core.upper() for core, value in accuracies.items() if value >= plateau + margin]
+    gap = 100 * (accuracies["rmc"] - accuracies["lstm"])
+    if not left:
+        return f"neither left the plateau ({plateau:.3f}); RMC {gap:+.1f} points against the LSTM"
+    who = "both left the plateau" if len(left) == 2 else f"only the {left[0]} left the plateau"
+    lead = f"RMC ahead by {gap:.1f} points" if gap > 0 else f"LSTM ahead by {-gap:.1f} points"
+    return f"{lead}; {who} ({plateau:.3f})"
+
+
+def _measured_summary(pattern: str) -> Optional[str]:
+    """'RMC 0.495 ± 0.017, LSTM 0.488 ± 0.007 (3 seeds each, 5 min)': the final test accuracies of
+    the committed runs matching `pattern` ({core} filled in), or None when they are not here."""
+    import statistics
+
+    from .train.metrics import read_metrics
+
+    finals: dict[str, list[float]] = {}
+    minutes = set()
     for core in ("rmc", "lstm"):
-        out_dir = Path(args.out) / f"nth-farthest-{core}"
-        run = build_run_config("nth-farthest", "cpu", [("core", core), ("minutes", args.minutes), ("steps", "none"), *overrides])
-        resume = (out_dir / "checkpoint.pt").exists()
-        print(f"== N-th farthest, cpu preset, {core.upper()} core, {args.minutes} minutes -> {out_dir}", flush=True)
-        results[core] = train(run, out_dir, resume=resume)
-    chance = 1 / run.task.num_vectors
+        for run_dir in sorted(NTH_FARTHEST_RUNS.glob(pattern.format(core=core))):
+            records = read_metrics(run_dir / "metrics.jsonl")
+            if records:
+                finals.setdefault(core, []).append(records[-1]["accuracy"])
+                minutes.add(json.loads((run_dir / CONFIG_FILE).read_text())["train"]["minutes"])
+    if set(finals) != {"rmc", "lstm"}:
+        return None
+    spread = lambda v: f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"  # noqa: E731
+    seeds = sorted({len(values) for values in finals.values()})
+    return (f"RMC {spread(finals['rmc'])}, LSTM {spread(finals['lstm'])} ({'/'.join(map(str, seeds))} seeds each, "
+            f"{', '.join(f'{m:g}' for m in sorted(minutes))} min)")
+
+
+def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Train an RMC and an equal-size LSTM side by side (one process and one core each) on a rung of
+    cpu-scale N-th farthest; print both test accuracies, chance, the plateau and a computed verdict."""
+    import subprocess
+    import time
+
+    from .tasks.nth_farthest import chance_and_plateau
+    from .train.metrics import read_metrics
+
+    overrides = _parse_overrides(extra)
+    question = args.question
+    run = build_run_config("nth-farthest", "cpu", [("question", question), ("minutes", args.minutes), ("steps", "none"), *overrides])
+    run.train.validate()
+    run.task.validate()
+    processes, out_dirs = {}, {}
+    started = time.perf_counter()
+    print(f"== N-th farthest, cpu preset, question={question} (K={run.task.num_vectors}, d={run.task.vector_dim}): "
+          f"RMC and an equal-size LSTM side by side, {args.minutes} min each", flush=True)
+    for core in ("rmc", "lstm"):
+        out_dirs[core] = Path(args.out) / f"nth-farthest-{question}-{core}"
+        command = [sys.executable, "-m", "relational_rnn.cli", "train", "nth-farthest", "--out", str(out_dirs[core]), "--core", core,
+                   "--question", question, "--minutes", str(args.minutes), "--progress", "false", *extra]
+        if (out_dirs[core] / "checkpoint.pt").exists():
+            command.append("--resume")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        log = (Path(args.out) / f"nth-farthest-{question}-{core}.log").open("w")
+        processes[core] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        print(f"   {core.upper()} -> {out_dirs[core]} (log: {log.name})", flush=True)
+    failed = [core for core, process in processes.items() if process.wait() != 0]
+    if failed:
+        raise UsageError(f"the {' and '.join(failed)} run failed; see its log in {args.out}")
+    results = {core: read_metrics(out_dirs[core] / "metrics.jsonl")[-1] for core in processes}
+    chance, plateau = chance_and_plateau(question, run.task.num_vectors)
     print()
-    print(f"N-th farthest (cpu preset, K={run.task.num_vectors}, d={run.task.vector_dim}), test accuracy on {run.task.eval_samples} fixed samples:")
+    print(f"N-th farthest, question={question} (cpu preset, K={run.task.num_vectors}, d={run.task.vector_dim}), "
+          f"test accuracy on {run.task.eval_samples} fixed samples:")
     for core, record in results.items():
         print(f"  {core.upper():4s} {record['accuracy']:.3f}  after {record['step']} steps, {record['seconds'] / 60:.1f} min")
-    print(f"  chance {chance:.3f}; the paper (K=8, d=16, GPU scale): RMC 0.91, LSTM < 0.30")
+    print(f"  chance {chance:.3f}; plateau {plateau:.3f} (the best a model blind to the vectors can do)")
+    print(f"  verdict: {demo_verdict({core: record['accuracy'] for core, record in results.items()}, plateau)}")
+    summaries = {name: _measured_summary(pattern) for name, pattern in FULL_QUESTION_RUNS.items()}
+    if question != "paper" and any(summaries.values()):
+        print(f"  the paper's full question, measured ({NTH_FARTHEST_RUNS.relative_to(NTH_FARTHEST_RUNS.parents[2])}, cpu preset, final test accuracy):")
+        for name, summary in summaries.items():
+            if summary:
+                print(f"    {name}: {summary}")
+    print(f"  the paper (K=8, d=16, GPU scale, full question): RMC 0.91, LSTM < 0.30; wall-clock {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 
@@ -176,12 +270,18 @@ def command_inspect(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def command_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from .report import write_report
+    from .report import write_report, write_section
 
     if extra:
         raise UsageError(f"unexpected arguments {' '.join(extra)}")
-    command = "rrnn report " + " ".join([*args.run_dirs, "--out", args.out])
-    path = write_report([Path(p) for p in args.run_dirs], Path(args.out), command)
+    if args.into is not None:
+        if args.section is None:
+            raise UsageError("--into needs --section NAME (the marked section of the file to rewrite)")
+        command = "rrnn report " + " ".join([*args.run_dirs, "--into", args.into, "--section", args.section, "--kind", args.kind])
+        path = write_section([Path(p) for p in args.run_dirs], Path(args.into), args.section, args.kind, command)
+    else:
+        command = "rrnn report " + " ".join([*args.run_dirs, "--out", args.out])
+        path = write_report([Path(p) for p in args.run_dirs], Path(args.out), command)
     print(f"wrote {path}")
     return 0
 
@@ -194,13 +294,14 @@ def command_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
+    parser = _Parser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="train a task; unknown --name VALUE options set config fields")
     train_parser.add_argument("task", help="nth-farthest, lte, lm or pacman")
     train_parser.add_argument("--out", required=True, help="run directory")
-    train_parser.add_argument("--core", choices=["rmc", "lstm"], help="recurrent core (default: the preset's, rmc)")
+    train_parser.add_argument("--core", help="recurrent core, one registered in relational_rnn.cores (docs/cores.md; an unknown "
+                              "name lists them), sized to the RMC's parameter count (default: the preset's, rmc)")
     train_parser.add_argument("--preset", default="cpu", help="cpu (minutes on a laptop) or paper (the paper's scale)")
     budget = train_parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", help="optimiser steps")
@@ -245,11 +346,17 @@ def make_parser() -> argparse.ArgumentParser:
     report_parser = commands.add_parser("report", help="write results.md and learning curves from run directories")
     report_parser.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
     report_parser.add_argument("--out", default="docs", help="folder for results.md and the plots")
+    report_parser.add_argument("--into", help="instead: rewrite one marked section of this markdown file (e.g. docs/nth_farthest.md)")
+    report_parser.add_argument("--section", help="the section's name, as in its marker line '<!-- rrnn report: NAME -->'")
+    report_parser.add_argument("--kind", default="comparison", choices=["comparison", "runs"],
+                               help="comparison: cores over seeds at equal steps and minutes, with curves; runs: every run, one row each")
     report_parser.set_defaults(handler=command_report)
 
-    demo_parser = commands.add_parser("demo", help="cpu-scale N-th farthest, RMC and LSTM, printing both test accuracies")
+    demo_parser = commands.add_parser("demo", help="cpu-scale N-th farthest, RMC and LSTM side by side, printing both test accuracies")
     demo_parser.add_argument("--out", default="runs/demo")
     demo_parser.add_argument("--minutes", default="4", help="training minutes per core")
+    demo_parser.add_argument("--question", default=DEMO_QUESTION, choices=["paper", "rank", "farthest", "recall"],
+                             help=f"which rung of the ladder (default {DEMO_QUESTION}: the one that separates the cores at this scale)")
     demo_parser.set_defaults(handler=command_demo)
 
     bench_parser = commands.add_parser(
@@ -260,18 +367,71 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one `rrnn` command; return its exit code (2: bad input, said in one line; 130: interrupted).
+
+    SIGTERM is handled like Ctrl-C (SIGINT) from the start: training checkpoints and stops, anything
+    else stops where it is, with one line on stderr either way.
+    """
+    previous = _terminate_as_interrupt()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as interrupt:
+        reason = str(interrupt)
+        print(f"rrnn: interrupted: {reason}" if reason else "rrnn: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("train", "eval", "demo", "presets", "bench"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    from .train.checkpoint import CheckpointError
+    from .train.loop import RunDirectoryError
+
     try:
         return args.handler(args, extra)
     except (ValueError, OSError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
-        print(f"rrnn: error: {error}", file=sys.stderr)
+        print(f"rrnn: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as interrupt:
-        print(f"rrnn: interrupted: {interrupt}", file=sys.stderr)
-        return 130
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise  # a bug: its traceback is what to report
+        print(f"rrnn: error: out of memory ({_one_line(error)}); lower the batch size or the model's sizes", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: BaseException, limit: int = 500) -> str:
+    """An error's message as one line (whitespace collapsed), at most `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: torch's OutOfMemoryError (CUDA), its CPU
+    allocator's RuntimeError, or Python's MemoryError."""
+    import torch
+
+    if isinstance(error, (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))):  # torch < 2.5: cuda's
+        return True
+    text = str(error)
+    return "DefaultCPUAllocator" in text or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt as SIGINT does (the training loop installs its own
+    handler for both); return the previous handler, or None outside the main thread."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # signals can only be handled in the main thread
+        return None
 
 
 if __name__ == "__main__":

@@ -121,10 +121,11 @@ def _changes_from_preset(task_type: Any, config: dict[str, Any], group: str = ""
     if preset is None:
         return "?"
     changes = []
+    group_parts = group.split(", ") if group else []
     for section in ("task", "core", "train"):
         default = json.loads(json.dumps(dataclasses.asdict(getattr(preset, section))))  # as config.json has it
         for name, value in config[section].items():
-            if section == "task" and group and str(value) == group:
+            if section == "task" and (str(value) in group_parts or f"{name}={value}" in group_parts):
                 continue
             if name not in NOT_CHANGES and default.get(name) != value:
                 changes.append(f"{name}={value}")
@@ -252,3 +253,181 @@ def write_report(paths: Iterable[Path], out_dir: Path, command: str) -> Path:
     path = out_dir / "results.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
+
+
+# --- sections of a task's doc: a comparison of cores, and a table of every run ---------------------
+
+SECTION_KINDS = ("comparison", "runs")
+
+
+def _levels(run: RunSummary) -> dict[str, float]:
+    config = json.loads((run.path / CONFIG_FILE).read_text())
+    task_type = get_task(run.task_name)
+    return task_type.reference_levels(task_type.config_type(**config["task"]))
+
+
+def _at_step(run: RunSummary, metric: str, step: int) -> float:
+    """The metric at the run's last evaluation at or before `step`."""
+    before = [record for record in run.metrics if record["step"] <= step]
+    return (before or run.metrics[:1])[-1][metric]
+
+
+def _with_seeds(values: list[float]) -> str:
+    """'0.912 ± 0.021 (0.93, 0.90, 0.91)': mean ± std with every seed's value kept."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
+
+
+def _verdict(by_core: dict[str, list[float]]) -> str:
+    """Whether the RMC separates from each other core: its mean ahead by >= 10 points and every
+    seed of the other core below the RMC's worst seed (the criterion of docs/nth_farthest.md)."""
+    if "rmc" not in by_core or len(by_core) < 2:
+        return "-"
+    rmc = by_core["rmc"]
+    parts = []
+    for core, values in sorted(by_core.items()):
+        if core == "rmc":
+            continue
+        gap = 100 * (statistics.mean(rmc) - statistics.mean(values))
+        separates = gap >= 10 and max(values) < min(rmc)
+        parts.append(f"{'separates from' if separates else 'does not separate from'} {core} ({gap:+.1f} points)")
+    return "; ".join(parts)
+
+
+def comparison_lines(runs: list[RunSummary], image_dir: Path, link_prefix: str, name: str) -> list[str]:
+    """Per group, each core over its seeds at the same step budget and the same wall-clock budget,
+    and learning curves (one thin line per seed, the mean bold, chance and plateau drawn)."""
+    metric = get_task(runs[0].task_name).main_metric
+    lines = []
+    header = ["group", "core", "params (core)", "seeds", "steps", f"{metric} at the common step budget", f"{metric} at the wall-clock budget"]
+    rows, verdicts = [], []
+    groups = sorted({(run.group, run.changes, run.budget) for run in runs})
+    for group, changes, budget in groups:
+        members = [run for run in runs if (run.group, run.changes, run.budget) == (group, changes, budget)]
+        common_step = min(run.final["step"] for run in members)
+        by_core: dict[str, list[RunSummary]] = defaultdict(list)
+        for run in sorted(members, key=lambda r: (r.core != "rmc", r.core, r.seed)):
+            by_core[run.core].append(run)
+        at_steps = {core: [_at_step(run, metric, common_step) for run in group_runs] for core, group_runs in by_core.items()}
+        at_time = {core: [run.final[metric] for run in group_runs] for core, group_runs in by_core.items()}
+        label = group + ("" if changes == "-" else f"; {changes}")
+        for core, group_runs in by_core.items():
+            rows.append([label, core, str(group_runs[0].parameters or "?"), str(len(group_runs)),
+                         _spread([run.final["step"] for run in group_runs]), _with_seeds(at_steps[core]), _with_seeds(at_time[core])])
+        levels = ", ".join(f"{level} {value:.3f}" for level, value in _levels(members[0]).items())
+        verdicts.append(f"- {label} ({levels}): at {common_step} steps, RMC {_verdict(at_steps)}; "
+                        f"at {budget} each, RMC {_verdict(at_time)}.")
+    lines += _table(header, rows)
+    lines += ["", "Whether the RMC separates (its mean ahead by at least 10 points and no seed of the other core reaching the RMC's worst seed):", ""]
+    lines += verdicts
+    lines += ["", f"Machine: {_machine_line(runs)}.", ""]
+    lines += ["Runs: " + ", ".join(f"`{run.path.as_posix()}`" for run in runs) + ".", ""]
+    image = plot_seed_curves(runs, metric, image_dir, name)
+    lines += [f"![learning curves, {name}]({link_prefix}{image.name})", ""]
+    return lines
+
+
+def plot_seed_curves(runs: list[RunSummary], metric: str, image_dir: Path, name: str) -> Path:
+    """A row per group: the metric against steps and against minutes; a thin line per seed, the
+    mean over seeds bold (at the evaluations every seed has), the task's reference levels dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(run.group, run.changes, run.budget) for run in runs})
+    figure, axes = plt.subplots(len(groups), 2, figsize=(10, 3.0 * len(groups) + 0.6), squeeze=False)
+    cores = sorted({run.core for run in runs}, key=lambda core: (core != "rmc", core != "lstm", core))
+    colours = {core: f"C{index}" for index, core in enumerate(cores)}  # the same colour for a core in every panel
+    handles: dict[str, Any] = {}
+    for row, (group, changes, budget) in zip(axes, groups):
+        members = [run for run in runs if (run.group, run.changes, run.budget) == (group, changes, budget)]
+        for core in sorted({run.core for run in members}, key=lambda c: (c != "rmc", c)):
+            seeds = [run for run in members if run.core == core]
+            colour = colours[core]
+            common = sorted(set.intersection(*[{r["step"] for r in run.metrics} for run in seeds]))
+            for run in seeds:
+                steps = [r["step"] for r in run.metrics]
+                values = [r[metric] for r in run.metrics]
+                minutes = [r["seconds"] / 60 for r in run.metrics]
+                row[0].plot(steps, values, color=colour, linewidth=0.7, alpha=0.55)
+                row[1].plot(minutes, values, color=colour, linewidth=0.7, alpha=0.55)
+            if common:
+                at = [{r["step"]: r for r in run.metrics} for run in seeds]
+                mean_value = [statistics.mean(records[step][metric] for records in at) for step in common]
+                mean_minutes = [statistics.mean(records[step]["seconds"] / 60 for records in at) for step in common]
+                (line,) = row[0].plot(common, mean_value, color=colour, linewidth=2.2)
+                row[1].plot(mean_minutes, mean_value, color=colour, linewidth=2.2)
+                handles[f"{core}: mean of {len(seeds)} seed(s) (thin: each seed)"] = line
+        for style, (level, value) in zip(("--", ":", "-."), _levels(members[0]).items()):
+            for axis in row:
+                line = axis.axhline(value, color="gray" if level == "chance" else "tab:red", linestyle=style, linewidth=1)
+            handles[level] = line
+        title = group + ("" if changes == "-" else f"; {changes}")
+        for axis, xlabel in zip(row, ("step", "minutes of training")):
+            axis.set_title(f"{title} ({budget})", fontsize=9)
+            axis.set_xlabel(xlabel)
+            axis.set_ylabel(metric)
+            axis.grid(alpha=0.3)
+    figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.6 / (3.0 * len(groups) + 0.6), 1, 1))
+    image_dir.mkdir(parents=True, exist_ok=True)
+    path = image_dir / f"curves_{name}.png"
+    figure.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
+def run_table_lines(paths: Iterable[Path], runs: list[RunSummary]) -> list[str]:
+    """Every run directory under `paths`, one row each, failures (no evaluation) included."""
+    metric = get_task(runs[0].task_name).main_metric if runs else "metric"
+    by_path = {run.path: run for run in runs}
+    directories = sorted({config.parent for path in paths for config in Path(path).rglob(CONFIG_FILE)})
+    header = ["run", "group", "core", "seed", "changes from preset", "budget", "steps", "minutes", f"final {metric}", f"best {metric}", "above every reference level"]
+    rows = []
+    for directory in directories:
+        run = by_path.get(directory)
+        if run is None:
+            rows.append([f"`{directory.name}`", "-", "-", "-", "-", "-", "-", "-", "failed: no evaluation", "-", "-"])
+            continue
+        best = max(record[metric] for record in run.metrics)
+        top = max(_levels(run).values(), default=None)
+        above = "-" if top is None else ("yes" if best >= top + 0.05 else "no")
+        rows.append([f"`{directory.name}`", run.group, run.core, str(run.seed), run.changes, run.budget, str(run.final["step"]),
+                     f"{run.final['seconds'] / 60:.1f}", f"{run.final[metric]:.3f}", f"{best:.3f}", above])
+    lines = _table(header, rows)
+    lines += ["", "'Above every reference level': the best evaluation at least 5 points above the highest of chance and the plateau.", ""]
+    if runs:
+        lines += [f"Machine: {_machine_line(runs)}.", ""]
+    return lines
+
+
+def write_section(paths: Iterable[Path], markdown: Path, section: str, kind: str, command: str) -> Path:
+    """Replace the lines between `<!-- rrnn report: SECTION -->` and `<!-- end of rrnn report: SECTION -->`
+    in `markdown` by a `kind` table of the runs under `paths`; images go beside the file.
+
+    The markers must be there: a report never writes into a file that did not ask for it."""
+    if kind not in SECTION_KINDS:
+        raise ConfigError(f"unknown section kind {kind!r}; expected one of {', '.join(SECTION_KINDS)}")
+    markdown = Path(markdown)
+    begin, end = f"<!-- rrnn report: {section} -->", f"<!-- end of rrnn report: {section} -->"
+    text = markdown.read_text() if markdown.is_file() else ""
+    if begin not in text or end not in text or text.index(begin) > text.index(end):
+        raise ConfigError(f"{markdown} has no section {section!r}: add the lines '{begin}' and '{end}' where it goes")
+    paths = list(paths)
+    runs, _ = find_runs(paths)
+    if not runs:
+        raise ConfigError("no run directories with metrics found under " + ", ".join(str(p) for p in paths))
+    stem = f"{markdown.stem}_{section}"
+    body = [f"Generated by `{command}`; do not edit by hand.", ""]
+    if kind == "comparison":
+        body += comparison_lines(runs, markdown.parent, "", stem)
+    else:
+        body += run_table_lines(paths, runs)
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
+    temporary = markdown.with_suffix(".md.tmp")
+    temporary.write_text(before + begin + "\n" + "\n".join(body).rstrip() + "\n" + end + after)
+    temporary.replace(markdown)
+    return markdown

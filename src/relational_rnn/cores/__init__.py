@@ -1,9 +1,16 @@
-"""Recurrent cores with one contract, so every task can swap them with one option.
+"""Recurrent cores with one contract, so every task can swap them with one option (`--core NAME`).
+
+The contract is `RecurrentCore` (cores/base.py):
 
     outputs, state = core(x, state=None, lengths=None)
     core.initial_state(batch_size, device=None, dtype=None)
     core.reset_state(state, done)        # fresh state where done[b] is true
+    core.detach_state(state), core.select_state(state, index)
     core.output_size                     # features per step of `outputs`
+
+Each core lives in its own file and registers itself in `CORES` under its `--core` name:
+rmc (relational_memory.py), lstm, gru, transformer and deltanet. `build_core(config, ...)`
+builds the one `config.core` names; docs/cores.md describes each.
 """
 
 from __future__ import annotations
@@ -11,33 +18,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from torch import nn
+from .base import CORES, CoreKind, RecurrentCore, State, count_parameters, register_core, width_for_parameters
 
-from .lstm import LSTMCore, lstm_hidden_size_for, lstm_parameter_count
+# Importing a core's module registers it; this order is the registry's (the RMC first).
 from .relational_memory import CoreTrace, RelationalMemory, RelationalMemoryCell, identity_memory, recording
+from .lstm import LSTMCore, lstm_hidden_size_for, lstm_parameter_count
+from .gru import GRUCore
+from .transformer import TransformerCore
+from .deltanet import DeltaNetCore
 
-CORE_KINDS = ("rmc", "lstm")
+CORE_KINDS = tuple(CORES)  # the registered names, in registration order: rmc first
 
 __all__ = [
+    "CORES",
     "CORE_KINDS",
     "CoreConfig",
+    "CoreKind",
     "CoreTrace",
+    "DeltaNetCore",
+    "GRUCore",
     "LSTMCore",
+    "RecurrentCore",
     "RelationalMemory",
     "RelationalMemoryCell",
+    "State",
+    "TransformerCore",
     "build_core",
     "count_parameters",
     "identity_memory",
     "lstm_hidden_size_for",
     "lstm_parameter_count",
     "recording",
+    "register_core",
+    "width_for_parameters",
 ]
 
 
 @dataclass
 class CoreConfig:
-    """Which core a task uses and its sizes. The LSTM, unless sized by `lstm_hidden`, gets
-    about the parameter count of the RMC described by the other fields."""
+    """Which core a task uses and its sizes (plain data, saved in each run's config.json).
+
+    The RMC fields describe the RMC; every other core, unless its width field is set
+    (`lstm_hidden`, `gru_hidden`, `transformer_size`, `deltanet_size`), gets about the
+    parameter count of that RMC, or `size_to_parameters` when given. Fields added later
+    have defaults, so older config.json files still load.
+    """
 
     core: str = "rmc"
     mem_slots: int = 4
@@ -47,39 +72,28 @@ class CoreConfig:
     gate_style: Optional[str] = "unit"
     attention_mlp_layers: int = 2
     key_size: Optional[int] = None
+    attention_scale: str = "key"  # "key" or "qkv", see docs/core.md
     forget_bias: float = 1.0
     input_bias: float = 0.0
     lstm_hidden: Optional[int] = None
     lstm_layers: int = 1
+    size_to_parameters: Optional[int] = None  # the parameter count the non-RMC cores are sized to (None: the RMC's)
+    gru_hidden: Optional[int] = None
+    gru_layers: int = 1
+    transformer_size: Optional[int] = None  # model width, a multiple of transformer_heads
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    transformer_window: int = 128  # steps of keys and values each layer keeps (the state)
+    transformer_mlp_size: Optional[int] = None  # None: 4 * transformer_size, or sized with it
+    deltanet_size: Optional[int] = None  # model width, a multiple of deltanet_heads
+    deltanet_layers: int = 2
+    deltanet_heads: int = 4
+    deltanet_mlp_size: Optional[int] = None  # None: 4 * deltanet_size, or sized with it
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _rmc_options(config: CoreConfig) -> dict:
-    return dict(
-        num_heads=config.num_heads,
-        num_blocks=config.num_blocks,
-        gate_style=config.gate_style,
-        attention_mlp_layers=config.attention_mlp_layers,
-        key_size=config.key_size,
-        forget_bias=config.forget_bias,
-        input_bias=config.input_bias,
-    )
-
-
-def build_core(config: CoreConfig, input_size: int, batch_first: bool = False) -> nn.Module:
-    """Build the core named by `config.core` ("rmc" or "lstm") for inputs of `input_size` features."""
-    if config.core == "rmc":
-        return RelationalMemory(
-            input_size, config.mem_slots, config.head_size, batch_first=batch_first, **_rmc_options(config)
-        )
-    if config.core == "lstm":
-        hidden = config.lstm_hidden
-        if hidden is None:
-            rmc = RelationalMemory(input_size, config.mem_slots, config.head_size, **_rmc_options(config))
-            hidden = lstm_hidden_size_for(count_parameters(rmc), input_size, config.lstm_layers)
-        return LSTMCore(input_size, hidden, config.lstm_layers, batch_first=batch_first)
-    raise ValueError(f"unknown core {config.core!r}; expected one of {', '.join(CORE_KINDS)}")
+def build_core(config: CoreConfig, input_size: int, batch_first: bool = False) -> RecurrentCore:
+    """Build the core named by `config.core` (one of `CORES`) for inputs of `input_size` features."""
+    kind = CORES.get(config.core)
+    if kind is None:
+        raise ValueError(f"unknown core {config.core!r}; expected one of {', '.join(CORES)}")
+    return kind.build(config, input_size, batch_first)

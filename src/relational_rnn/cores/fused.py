@@ -18,15 +18,21 @@ One step, with memory M [B, N, D] (its rows flattened to [B*N, D] where convenie
 step's input terms Px (the input row's qkv projection) and Gx (the gates' input part):
 
     P = M Wq^T + bq;  Q = LN1(P);  q, k, v = heads of Q, with k, v also of the input row LN1(Px)
-    A = softmax(q k^T / sqrt(key_size));  O = A v;  R1 = M + O;  Y1 = LN2(R1)
+    A = softmax(q k^T * scale);  O = A v;  R1 = M + O;  Y1 = LN2(R1)
     R2 = MLP(Y1) + Y1;  Y2 = LN3(R2)
     G = sigmoid(tanh(M) Wg^T + Gx);  i, f = G;  M' = i * tanh(Y2) + f * M   (M' = Y2 ungated)
     next memory = M' where keep[t] (the sequence has not ended), else M
 
+with scale the cell's `query_scale`: key_size**-0.5, or (2 key_size + head_size)**-0.5 with
+`attention_scale="qkv"`.
+
 Backward walks these in reverse with the usual rules (layer-norm, softmax, tanh, sigmoid and
 ReLU backward are PyTorch's own kernels). Not supported, so `RelationalMemory` runs
-`fast_step` under autograd instead: autocast (mixed dtypes); and, raising an error here,
-double backward and `torch.func` transforms (use `fused=False` for those).
+`fast_step` under autograd instead: autocast (mixed dtypes) and `torch.func` transforms (the
+function has no vmap or forward-mode rule). A double backward (backward with
+`create_graph=True`, e.g. for a gradient penalty) works: the gradients then come from
+`FusedGradients`, which recomputes the sequence under autograd; a plain backward keeps the
+hand-written one.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -67,7 +74,7 @@ class SequenceShape:
 
     def __init__(
         self, memory: Tensor, input_qkv: Tensor, heads: int, key_size: int, head_size: int,
-        gate_style: Optional[str], mlp_layers: int, eps: float,
+        gate_style: Optional[str], mlp_layers: int, eps: float, scale: Optional[float] = None,
     ) -> None:  # fmt: skip
         self.steps, self.batch = input_qkv.shape[0], input_qkv.shape[1]
         self.slots, self.width = memory.shape[1], memory.shape[2]
@@ -78,7 +85,7 @@ class SequenceShape:
         self.gate_size = {"unit": self.width, "memory": 1, None: 0}[gate_style]
         self.mlp_layers = mlp_layers
         self.eps = eps
-        self.scale = key_size**-0.5
+        self.scale = key_size**-0.5 if scale is None else scale  # multiplies q k^T (the cell's query_scale)
 
 
 def _layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -113,7 +120,7 @@ def _heads(s: SequenceShape, qkv: Tensor, input_qkv: Tensor) -> tuple[Tensor, Te
 
 
 def _attention_weights(s: SequenceShape, queries: Tensor, keys: Tensor) -> Tensor:
-    """softmax(q k^T / sqrt(k)), stored keys first: [B*H, N+1 keys, N queries].
+    """softmax(q k^T * scale), stored keys first: [B*H, N+1 keys, N queries].
 
     Keys first because PyTorch's CPU softmax is about 3x faster over a middle dimension than
     over a last dimension of only N + 1 entries.
@@ -187,15 +194,37 @@ class FusedSequence(torch.autograd.Function):
 
         ctx.shape = s
         ctx.save_for_backward(
-            memory, outputs, input_qkv, projections, attention, hidden, second_sums, gates, keep, *flat_weights
+            memory, outputs, input_qkv, projections, attention, hidden, second_sums, gates, keep, input_gates, *flat_weights
         )
         return outputs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_outputs: Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():  # backward(create_graph=True): the gradients must be differentiable
+            return FusedSequence.differentiable_backward(ctx, grad_outputs)
+        return FusedSequence.backward_by_hand(ctx, grad_outputs)
+
+    @staticmethod
+    def differentiable_backward(ctx, grad_outputs: Tensor):
+        """The gradients as the outputs of `FusedGradients`, which autograd can differentiate again."""
+        saved = ctx.saved_tensors
+        memory, _, input_qkv, *_, keep, input_gates = saved[:10]
+        flat = saved[10:]
+        inputs = (memory, input_qkv, input_gates, *flat)
+        positions = (1, 2, 3, *range(5, 5 + len(flat)))  # each input's position among apply's arguments
+        wanted = tuple(i for i, tensor in enumerate(inputs) if tensor is not None and ctx.needs_input_grad[positions[i]])
+        result: list[Optional[Tensor]] = [None] * (5 + len(flat))
+        if wanted:
+            grads = FusedGradients.apply(ctx.shape, wanted, keep, grad_outputs, *inputs)
+            for index, grad in zip(wanted, (grads,) if isinstance(grads, Tensor) else grads):
+                result[positions[index]] = grad
+        return tuple(result)
+
+    @staticmethod
+    def backward_by_hand(ctx, grad_outputs: Tensor):
+        """The hand-written backward (grad mode is off: the engine runs backward so without create_graph)."""
         s: SequenceShape = ctx.shape
-        memory, outputs, input_qkv, projections, attention, hidden, second_sums, gates, keep, *flat = ctx.saved_tensors
+        memory, outputs, input_qkv, projections, attention, hidden, second_sums, gates, keep, _, *flat = ctx.saved_tensors
         w = Weights.from_flat(tuple(flat))
         mlp_weights = w.mlp[0::2]
         k = s.key_size
@@ -317,3 +346,94 @@ class FusedSequence(torch.autograd.Function):
         grad_weights_flat = Weights(**{name: grad[name] for name in Weights._fields if name != "mlp"}, mlp=tuple(grad_mlp)).flat()
         grad_initial_memory = grad_memory if ctx.needs_input_grad[1] else None
         return None, grad_initial_memory, grad_input_qkv, grad_input_gates, None, *grad_weights_flat
+
+
+# --- double backward -------------------------------------------------------------------------------
+
+
+def _step_under_autograd(s: SequenceShape, w: Weights, current: Tensor, input_normed: Tensor, input_gates: Optional[Tensor]) -> Tensor:
+    """One step of the module docstring's maths with out-of-place operations only (differentiable
+    any number of times): memory [B, N, D], the step's LN1(Px) [B, F] and Gx [B, 2g] -> next memory."""
+    rows = current.reshape(s.rows, s.width)
+    projection = F.linear(rows, w.qkv, w.qkv_bias)
+    qkv = F.layer_norm(projection, (projection.shape[-1],), w.qkv_norm, w.qkv_norm_bias, s.eps)
+    queries, keys, values = _heads(s, qkv, input_normed)
+    weights = torch.softmax(torch.bmm(keys, queries.transpose(1, 2)) * s.scale, dim=1)  # keys first, as stored
+    attended = torch.bmm(weights.transpose(1, 2), values).view(s.batch, s.heads, s.slots, s.head_size)
+    first_sum = rows + attended.transpose(1, 2).reshape(s.rows, s.width)
+    first_normed = F.layer_norm(first_sum, (s.width,), w.attention_norm, w.attention_norm_bias, s.eps)
+    layer = first_normed
+    for index in range(s.mlp_layers):
+        layer = F.linear(layer, w.mlp[2 * index], w.mlp[2 * index + 1])
+        if index < s.mlp_layers - 1:
+            layer = torch.relu(layer)
+    second_normed = F.layer_norm(layer + first_normed, (s.width,), w.mlp_norm, w.mlp_norm_bias, s.eps).view_as(current)
+    if s.gate_style is None:
+        return second_normed
+    gates = torch.sigmoid(F.linear(torch.tanh(rows), w.gate).view(s.batch, s.slots, -1) + input_gates.unsqueeze(1))
+    input_gate, forget_gate = gates.split(s.gate_size, dim=-1)
+    return input_gate * torch.tanh(second_normed) + forget_gate * current
+
+
+def _sequence_under_autograd(s: SequenceShape, memory: Tensor, input_qkv: Tensor, input_gates: Optional[Tensor],
+                             keep: Optional[Tensor], flat: tuple[Optional[Tensor], ...]) -> Tensor:  # fmt: skip
+    """What `FusedSequence.forward` computes, under autograd: outputs [T, B, N*D]."""
+    w = Weights.from_flat(flat)
+    normed = F.layer_norm(input_qkv, (input_qkv.shape[-1],), w.qkv_norm, w.qkv_norm_bias, s.eps).unbind(0)
+    gates = [None] * s.steps if input_gates is None else input_gates.unbind(0)
+    outputs, current = [], memory
+    for t in range(s.steps):
+        new = _step_under_autograd(s, w, current, normed[t], gates[t])
+        current = new if keep is None else torch.where(keep[t], new, current)
+        outputs.append(current.reshape(s.batch, -1))
+    return torch.stack(outputs)
+
+
+def _leaves(tensors: tuple[Optional[Tensor], ...]) -> list[Optional[Tensor]]:
+    return [None if tensor is None else tensor.detach().requires_grad_() for tensor in tensors]
+
+
+class FusedGradients(torch.autograd.Function):
+    """The gradients of `FusedSequence`, as a function of its inputs and of `grad_outputs` that
+    autograd can differentiate: what `FusedSequence.backward` returns under create_graph=True.
+
+    apply(shape, wanted, keep, grad_outputs, memory, input_qkv, input_gates, *Weights.flat())
+    -> the gradients w.r.t. the inputs numbered in `wanted` (0: memory, 1: input_qkv, ...).
+
+    Forward recomputes the sequence under autograd (`_sequence_under_autograd`) on detached
+    copies of the inputs and differentiates it once; backward does the same twice. Copies,
+    because an input's history may hold one of the weights (the input terms use the qkv
+    projection too): differentiating through that history would count its gradient twice.
+    Each derivative costs one more forward of the sequence; a third derivative raises.
+    """
+
+    @staticmethod
+    def forward(ctx, s: SequenceShape, wanted: tuple[int, ...], keep: Optional[Tensor], grad_outputs: Tensor,  # type: ignore[override]
+                *inputs: Optional[Tensor]):  # fmt: skip
+        ctx.shape, ctx.wanted = s, wanted
+        ctx.save_for_backward(keep, grad_outputs, *inputs)
+        with torch.enable_grad():
+            leaves = _leaves(inputs)
+            outputs = _sequence_under_autograd(s, leaves[0], leaves[1], leaves[2], keep, tuple(leaves[3:]))
+            grads = torch.autograd.grad(outputs, [leaves[i] for i in wanted], grad_outputs, allow_unused=True)
+        return tuple(torch.zeros_like(leaves[i]) if grad is None else grad for i, grad in zip(wanted, grads))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grad_grads: Optional[Tensor]):  # type: ignore[override]
+        s, wanted = ctx.shape, ctx.wanted
+        keep, grad_outputs, *inputs = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = _leaves(tuple(inputs))
+            upstream = grad_outputs.detach().requires_grad_()
+            outputs = _sequence_under_autograd(s, leaves[0], leaves[1], leaves[2], keep, tuple(leaves[3:]))
+            grads = torch.autograd.grad(outputs, [leaves[i] for i in wanted], upstream, create_graph=True, allow_unused=True)
+            pairs = [(g, gg) for g, gg in zip(grads, grad_grads) if g is not None and gg is not None and g.requires_grad]
+            targets = [upstream, *(leaf for leaf in leaves if leaf is not None)]
+            if pairs:
+                second = list(torch.autograd.grad([g for g, _ in pairs], targets, [gg for _, gg in pairs], allow_unused=True))
+            else:
+                second = [None] * len(targets)
+        grad_upstream, rest = second[0], iter(second[1:])
+        grad_inputs = [None if leaf is None else next(rest) for leaf in leaves]
+        return None, None, None, grad_upstream, *grad_inputs

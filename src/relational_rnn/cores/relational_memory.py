@@ -32,9 +32,24 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from relational_rnn.cores.base import RecurrentCore, _check_positive_int, _length_mask, parameters_of, register_core
 from relational_rnn.cores.fused import FusedSequence, SequenceShape, Weights
 
 GATE_STYLES = ("unit", "memory", None)
+ATTENTION_SCALES = ("key", "qkv")
+
+
+def query_scale_for(attention_scale: str, key_size: int, head_size: int) -> float:
+    """The factor the queries are multiplied by before the dot products (docs/core.md).
+
+    "key": key_size**-0.5 (the default; Sonnet since November 2018);
+    "qkv": (2 * key_size + head_size)**-0.5, the qkv size per head (Sonnet as released in June 2018).
+    """
+    if attention_scale == "key":
+        return key_size**-0.5
+    if attention_scale == "qkv":
+        return (2 * key_size + head_size) ** -0.5
+    raise ValueError(f"attention_scale must be 'key' or 'qkv', got {attention_scale!r}")
 
 
 def _truncated_normal_(weight: Tensor, fan_in: int) -> None:
@@ -48,11 +63,6 @@ def _linear(in_features: int, out_features: int) -> nn.Linear:
     _truncated_normal_(layer.weight, in_features)
     nn.init.zeros_(layer.bias)
     return layer
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def identity_memory(
@@ -112,14 +122,18 @@ def recording(core: nn.Module) -> Iterator[CoreTrace]:
 class AttentionBlock(nn.Module):
     """One round of multi-head attention over the rows, with this block's own projection and norms.
 
-    The MLP is passed in so that all blocks share one (as in the reference).
+    The MLP is passed in so that all blocks share one (as in the reference). `query_scale`
+    multiplies the queries (None: key_size**-0.5, see `query_scale_for`).
     """
 
-    def __init__(self, mem_size: int, num_heads: int, key_size: int, head_size: int) -> None:
+    def __init__(
+        self, mem_size: int, num_heads: int, key_size: int, head_size: int, query_scale: Optional[float] = None
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.key_size = key_size
         self.head_size = head_size
+        self.query_scale = key_size**-0.5 if query_scale is None else query_scale
         qkv_size = num_heads * (2 * key_size + head_size)
         self.qkv = _linear(mem_size, qkv_size)
         self.qkv_norm = nn.LayerNorm(qkv_size, eps=1e-5)
@@ -137,7 +151,7 @@ class AttentionBlock(nn.Module):
     def attend(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Plain multi-head attention of every row over all rows; returns (output [B, R, D], weights)."""
         queries, keys, values = self.split_heads(rows)
-        queries = queries * self.key_size**-0.5
+        queries = queries * self.query_scale
         weights = torch.softmax(queries @ keys.transpose(-1, -2), dim=-1)  # [B, H, R, R]
         output = (weights @ values).transpose(1, 2).reshape(rows.shape)
         return output, weights
@@ -165,7 +179,9 @@ class RelationalMemoryCell(nn.Module):
 
     Args mirror the reference (spec/rmc.md): `mem_slots` rows of width
     `mem_size = num_heads * head_size`; `gate_style` "unit", "memory" or None;
-    `forget_bias` / `input_bias` are constants, not parameters.
+    `forget_bias` / `input_bias` are constants, not parameters; `attention_scale` "key"
+    (queries scaled by key_size**-0.5, the default) or "qkv" (by (2*key_size + head_size)**-0.5,
+    the June 2018 release; docs/core.md).
     """
 
     def __init__(
@@ -180,6 +196,7 @@ class RelationalMemoryCell(nn.Module):
         gate_style: Optional[str] = "unit",
         attention_mlp_layers: int = 2,
         key_size: Optional[int] = None,
+        attention_scale: str = "key",
     ) -> None:
         super().__init__()
         _check_positive_int("input_size", input_size)
@@ -192,6 +209,8 @@ class RelationalMemoryCell(nn.Module):
             _check_positive_int("key_size", key_size)
         if gate_style not in GATE_STYLES:
             raise ValueError(f"gate_style must be one of 'unit', 'memory' or None, got {gate_style!r}")
+        if not isinstance(attention_scale, str) or attention_scale not in ATTENTION_SCALES:
+            raise ValueError(f"attention_scale must be 'key' or 'qkv', got {attention_scale!r}")
         for name, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -206,12 +225,14 @@ class RelationalMemoryCell(nn.Module):
         self.gate_style = gate_style
         self.attention_mlp_layers = attention_mlp_layers
         self.key_size = key_size if key_size is not None else head_size
+        self.attention_scale = attention_scale
+        self.query_scale = query_scale_for(attention_scale, self.key_size, head_size)  # multiplies the queries
         self.mem_size = num_heads * head_size
         self.trace: Optional[CoreTrace] = None  # set while `recording(...)` is active
 
         self.input_projection = _linear(input_size, self.mem_size)
         self.blocks = nn.ModuleList(
-            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size) for _ in range(num_blocks)
+            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size, self.query_scale) for _ in range(num_blocks)
         )
         self.mlp = _make_mlp(self.mem_size, attention_mlp_layers)
         if gate_style is not None:
@@ -229,7 +250,7 @@ class RelationalMemoryCell(nn.Module):
             f"input_size={self.input_size}, mem_slots={self.mem_slots}, head_size={self.head_size}, "
             f"num_heads={self.num_heads}, num_blocks={self.num_blocks}, key_size={self.key_size}, "
             f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, input_bias={self.input_bias}, "
-            f"attention_mlp_layers={self.attention_mlp_layers}"
+            f"attention_mlp_layers={self.attention_mlp_layers}, attention_scale={self.attention_scale!r}"
         )
 
     def initial_state(
@@ -269,6 +290,17 @@ class RelationalMemoryCell(nn.Module):
         if memory.dtype != like.dtype:
             raise ValueError(f"memory has dtype {memory.dtype} but the input has {like.dtype}")
 
+    def check_input_dtype(self, x: Tensor) -> None:
+        """An input of another dtype than the parameters (float64 into a float32 module) is a
+        clear error here, not torch's `mat1 and mat2 must have the same dtype` deep inside;
+        under autocast, which casts for itself, any floating dtype is fine."""
+        dtype = self.input_projection.weight.dtype
+        if x.dtype != dtype and not (x.is_floating_point() and _autocast_enabled(x.device.type)):
+            raise ValueError(
+                f"input has dtype {x.dtype} but the module's parameters are {dtype}; convert one of them "
+                f"(x.to({dtype}) or module.to({x.dtype}))"
+            )
+
     def step(self, projected_input: Tensor, memory: Tensor) -> Tensor:
         """One step from an already projected input [B, D]; returns the next memory [B, N, D]."""
         trace = self.trace
@@ -297,6 +329,7 @@ class RelationalMemoryCell(nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"input must have shape (batch, input_size={self.input_size}), got {shape}")
+        self.check_input_dtype(x)
         if memory is None:
             memory = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
         else:
@@ -305,7 +338,7 @@ class RelationalMemoryCell(nn.Module):
         return next_memory.flatten(1), next_memory
 
 
-class RelationalMemory(nn.Module):
+class RelationalMemory(RecurrentCore):
     """The Relational Memory Core over a sequence, with the call shape of `torch.nn.LSTM`.
 
     `outputs, memory = rmc(x, memory=None)` with `x` of shape (T, B, input_size), or
@@ -327,9 +360,13 @@ class RelationalMemory(nn.Module):
     (attribute `use_compile`) wraps it in `torch.compile` (compiled on the first call, which
     is slow); `recompute=True` keeps only each step's input memory for backward and
     recomputes the step there (`torch.utils.checkpoint`): least activation memory, more time.
-    The fused path cannot be differentiated twice (a second backward through the gradients
-    raises) nor used under `torch.func` transforms; use `fused=False` for those.
+    Everything torch users differentiate with works on the default path: under `torch.func`
+    transforms (grad, vmap, jacrev, ...) the fast path runs `fast_sequence` instead of the fused
+    function, and a double backward (`create_graph=True`) through the fused path recomputes the
+    sequence under autograd in its backward (`cores/fused.py`).
     """
+
+    state_batch_dim = 0  # the memory [B, mem_slots, mem_size] (the `RecurrentCore` contract)
 
     def __init__(
         self,
@@ -353,6 +390,11 @@ class RelationalMemory(nn.Module):
         self.recompute = bool(recompute)
         self._compiled_step: Optional[Callable[..., Tensor]] = None
 
+    @property
+    def output_size(self) -> int:
+        """Features of one step's output: the flattened memory, mem_slots * mem_size."""
+        return self.cell.output_size
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
@@ -360,6 +402,7 @@ class RelationalMemory(nn.Module):
             if name in {
                 "input_size", "mem_slots", "head_size", "num_heads", "num_blocks", "forget_bias",
                 "input_bias", "gate_style", "attention_mlp_layers", "key_size", "mem_size", "output_size",
+                "attention_scale", "query_scale",
             }:
                 return getattr(self.cell, name)
             raise
@@ -376,6 +419,9 @@ class RelationalMemory(nn.Module):
     def reset_state(self, memory: Tensor, done: Tensor) -> Tensor:
         """Replace the memory of batch entries where `done` [B] is true by the initial memory."""
         return self.cell.reset_state(memory, done)
+
+    def check_state(self, memory: object, batch: int, like: Tensor) -> None:
+        self.cell.check_memory(memory, batch, like)
 
     def extra_repr(self) -> str:
         return (
@@ -401,22 +447,23 @@ class RelationalMemory(nn.Module):
         self, x: Tensor, memory: Optional[Tensor] = None, lengths: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor]:
         cell = self.cell
-        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
-        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != cell.input_size:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"input must have shape {layout} with input_size={cell.input_size}, got {shape}")
-        if self.batch_first:
-            x = x.transpose(0, 1)
+        x = self.check_sequence(x)  # [T, B, input_size]
+        cell.check_input_dtype(x)
         steps, batch = x.shape[0], x.shape[1]
-        if memory is None:
-            memory = cell.initial_state(batch, device=x.device, dtype=x.dtype)
-        else:
-            cell.check_memory(memory, batch, x)
+        memory = self.state_for(memory, batch, x)
         keep = _length_mask(lengths, steps, batch, x.device)
 
+        if steps == 0:
+            return self.no_steps(x, batch, memory)
         if self.use_fast_path and cell.trace is None:
-            # Without gradients the fused forward would only fill buffers nobody reads.
-            if self.uses_fused_path and torch.is_grad_enabled() and not _autocast_enabled(x.device.type):
+            # Without gradients the fused forward would only fill buffers nobody reads; autocast
+            # mixes dtypes and torch.func transforms need rules the fused function lacks.
+            if (
+                self.uses_fused_path
+                and torch.is_grad_enabled()
+                and not _autocast_enabled(x.device.type)
+                and not _functorch_active()
+            ):
                 out, memory = fused_sequence(cell, x, memory, keep)
             else:
                 out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
@@ -435,25 +482,18 @@ class RelationalMemory(nn.Module):
         return out, memory
 
 
+def _functorch_active() -> bool:
+    """Whether a `torch.func` transform (grad, vmap, jacrev, jvp, ...) is running this call."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)  # private, hence the guard
+    return bool(active()) if active is not None else False
+
+
 def _autocast_enabled(device_type: str) -> bool:
     """Whether torch.autocast is on for this device (the fused path does not handle mixed dtypes)."""
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4: no device argument
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
-
-
-def _length_mask(lengths: Optional[Tensor], steps: int, batch: int, device: torch.device) -> Optional[Tensor]:
-    """[T, B, 1, 1] booleans, true while step t < lengths[b]; None when every sequence is full length."""
-    if lengths is None:
-        return None
-    lengths = torch.as_tensor(lengths)
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have shape (batch,) = ({batch},), got {tuple(lengths.shape)}")
-    if (lengths < 1).any() or (lengths > steps).any():
-        raise ValueError(f"lengths must lie in 1..{steps} (the sequence length), got {lengths.tolist()}")
-    steps_range = torch.arange(steps, device=device).unsqueeze(1)
-    return (steps_range < lengths.to(device).unsqueeze(0)).view(steps, batch, 1, 1)
 
 
 # --- the fast path ----------------------------------------------------------------------------------
@@ -546,7 +586,7 @@ def fast_step(
         queries, keys, values = qkv.split([key_size, key_size, head_size], dim=-1)
         if index == last:  # only the memory rows' results are kept
             queries, rows = queries[:, :, :slots], rows[:, :slots]
-        scores = torch.matmul(queries, keys.transpose(-1, -2)).mul_(key_size**-0.5)
+        scores = torch.matmul(queries, keys.transpose(-1, -2)).mul_(cell.query_scale)
         attended = torch.matmul(torch.softmax(scores, dim=-1), values)
         attended = attended.transpose(1, 2).reshape(rows.shape)
         rows = _norm(block.attention_norm, rows + attended)
@@ -603,7 +643,7 @@ def fused_sequence(cell: RelationalMemoryCell, x: Tensor, memory: Tensor, keep: 
     block = cell.blocks[0]
     shape = SequenceShape(
         memory, qkv, cell.num_heads, cell.key_size, cell.head_size, cell.gate_style, cell.attention_mlp_layers,
-        block.qkv_norm.eps,
+        block.qkv_norm.eps, scale=cell.query_scale,
     )  # fmt: skip
     weights = Weights(
         block.qkv.weight, block.qkv.bias, block.qkv_norm.weight, block.qkv_norm.bias,
@@ -614,3 +654,34 @@ def fused_sequence(cell: RelationalMemoryCell, x: Tensor, memory: Tensor, keep: 
     outputs = FusedSequence.apply(shape, memory, qkv, gates, keep, *weights.flat())
     # A copy, not a view of `outputs`: the caller may keep or change the final memory on its own.
     return outputs, outputs[-1].view_as(memory).clone()
+
+
+# --- the registry entry -----------------------------------------------------------------------------
+
+
+def rmc_options(config) -> dict:
+    """The `RelationalMemoryCell` options a `CoreConfig` sets (besides mem_slots and head_size)."""
+    return dict(
+        num_heads=config.num_heads,
+        num_blocks=config.num_blocks,
+        gate_style=config.gate_style,
+        attention_mlp_layers=config.attention_mlp_layers,
+        key_size=config.key_size,
+        attention_scale=config.attention_scale,
+        forget_bias=config.forget_bias,
+        input_bias=config.input_bias,
+    )
+
+
+def target_parameters(config, input_size: int) -> int:
+    """The parameter count every other core is sized to: `config.size_to_parameters` when set, else
+    that of the RMC the config's RMC fields describe (so `--core NAME` compares at equal size)."""
+    if config.size_to_parameters is not None:
+        _check_positive_int("size_to_parameters", config.size_to_parameters)
+        return config.size_to_parameters
+    return parameters_of(lambda: RelationalMemory(input_size, config.mem_slots, config.head_size, **rmc_options(config)))
+
+
+@register_core("rmc", "the Relational Memory Core (Santoro et al. 2018): attention over a few memory slots, gated")
+def build_rmc(config, input_size: int, batch_first: bool = False) -> RelationalMemory:
+    return RelationalMemory(input_size, config.mem_slots, config.head_size, batch_first=batch_first, **rmc_options(config))

@@ -37,6 +37,9 @@ class Task:
     higher_is_better: ClassVar[bool] = True
     paper_results: ClassVar[str] = ""  # the paper's numbers as markdown, shown beside ours in reports
     supports_distributed: ClassVar[bool] = False  # True: training_loss shards its batch by rank under torchrun
+    # Config fields that say where the task's data lies, not what it is (lm: data_dir). A resume may
+    # change them; the task's load_state_dict then checks that the data there is the same.
+    location_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
         self.config = config
@@ -52,6 +55,11 @@ class Task:
     def results_group(cls, config: Any) -> str:
         """Runs with the same group (and preset) are compared in one row of a report, e.g. the LTE program."""
         return ""
+
+    @classmethod
+    def reference_levels(cls, config: Any) -> dict[str, float]:
+        """Named levels of `main_metric` that a report draws beside the curves (chance, a known plateau)."""
+        return {}
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError

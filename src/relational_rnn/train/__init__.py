@@ -3,11 +3,12 @@
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig, TrainConfig
 from .loop import RunDirectoryError, evaluate_run, load_config, load_trained, train
-from .metrics import MetricsLog, read_metrics
+from .metrics import MetricsError, MetricsLog, read_metrics
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "MetricsError",
     "MetricsLog",
     "RunConfig",
     "RunDirectoryError",

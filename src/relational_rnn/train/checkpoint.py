@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,14 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically: a temporary file in the same directory, fsync, rename.
 
-    A process killed at any moment leaves either the old checkpoint or the new one, never half of one.
+    A process killed at any moment leaves either the old checkpoint or the new one, never half
+    of one (at worst a `checkpoint.pt.*.tmp` beside it, which the next run of the loop removes).
+    The file gets the permissions of any other file the user creates (0666 less the umask), so
+    whoever may read `config.json` may also evaluate the checkpoint.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save({"format": FORMAT, **payload}, file)
@@ -38,6 +40,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new `<name>.<random>.tmp` beside `path`, opened for writing with mode 0666 less the umask
+    (unlike `tempfile.mkstemp`, whose files are 0600)."""
+    while True:
+        temporary = path.with_name(f"{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), temporary
+        except FileExistsError:
+            continue
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`; raise `CheckpointError` saying what is wrong."""
     path = Path(path)
@@ -45,6 +58,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"no checkpoint at {path} (expected a file written by 'rrnn train')")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
     except Exception as error:  # torch raises many kinds for a damaged file
         detail = " ".join(str(error).split())[:200]  # one line, however long torch's message
         raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(error).__name__}: {detail})") from None

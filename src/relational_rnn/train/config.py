@@ -31,6 +31,7 @@ class TrainConfig:
     lr_final: Optional[float] = None  # if set, lr decays as lr * lr_decay_rate ** (step / lr_decay_steps), floored here
     lr_decay_rate: float = 0.9
     lr_decay_steps: int = 10_000
+    lr_warmup_steps: int = 0  # if > 0, lr rises linearly from lr / lr_warmup_steps to lr over these first steps
     clip_norm: Optional[float] = None  # clip gradients to this global L2 norm
     eval_every: int = 500
     checkpoint_every: Optional[int] = None  # extra checkpoints between evaluations (default: at evaluations)
@@ -55,8 +56,12 @@ class TrainConfig:
             raise ConfigError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.lr_final is not None and not (0 < self.lr_decay_rate <= 1 and self.lr_decay_steps >= 1):
             raise ConfigError("lr_decay_rate must lie in (0, 1] and lr_decay_steps be >= 1")
+        if self.lr_warmup_steps < 0:
+            raise ConfigError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1 (or none: checkpoint at evaluations only), got {self.checkpoint_every}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -85,16 +90,26 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], task_config_type: type) -> "RunConfig":
-        try:
-            return cls(
-                task_name=data["task_name"],
-                preset=data["preset"],
-                task=task_config_type(**data["task"]),
-                core=CoreConfig(**data["core"]),
-                train=TrainConfig(**data["train"]),
-            )
-        except (KeyError, TypeError) as error:
-            raise ConfigError(f"config does not match this version of relational_rnn: {error}") from None
+        """The RunConfig a `config.json` holds, every value checked against its field's type.
+
+        Unknown keys (top-level or in a section) are errors, not silently dropped; a field the
+        file lacks (one added by a later version) takes its default.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("a run config is a JSON object")
+        unknown = sorted(set(data) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} in the run config; expected {', '.join(CONFIG_KEYS)}")
+        missing = [key for key in ("task_name", "preset", "task", "core", "train") if key not in data]
+        if missing:
+            raise ConfigError(f"the run config lacks {', '.join(missing)}")
+        for key in ("task_name", "preset"):
+            if not isinstance(data[key], str):
+                raise ConfigError(f"{key} must be a string, got {data[key]!r}")
+        task = section_from_dict(data["task"], task_config_type, "task")
+        core = section_from_dict(data["core"], CoreConfig, "core")
+        train = section_from_dict(data["train"], TrainConfig, "train")
+        return cls(task_name=data["task_name"], preset=data["preset"], task=task, core=core, train=train)
 
     def override(self, name: str, value: Any) -> None:
         """Set one field, found by its name in whichever section has it (or `section.name`)."""
@@ -116,9 +131,68 @@ class RunConfig:
         setattr(section, field_name, coerce(value, _field_types(section)[field_name], f"{section_name}.{field_name}"))
 
 
+CONFIG_KEYS = ("format", "task_name", "preset", "task", "core", "train", "parameters", "machine")  # of config.json
+
+
 def _field_types(config: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(config))
+    hints = typing.get_type_hints(config if isinstance(config, type) else type(config))
     return {f.name: hints[f.name] for f in dataclasses.fields(config)}
+
+
+def section_from_dict(data: Any, section_type: type, section_name: str) -> Any:
+    """One section of a saved config (`task`, `core` or `train`), its values checked by `check_value`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section_name} must be a JSON object of fields, got {data!r}")
+    types_ = _field_types(section_type)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ConfigError(f"unknown field {section_name}.{unknown[0]}; this version's fields are {', '.join(types_)}")
+    values = {name: check_value(value, types_[name], f"{section_name}.{name}") for name, value in data.items()}
+    try:
+        return section_type(**values)
+    except (TypeError, ValueError) as error:  # a section's own __post_init__ may refuse a value
+        raise ConfigError(f"{section_name}: {error}") from None
+
+
+def check_value(value: Any, annotation: Any, name: str) -> Any:
+    """A value read from JSON, as the field's type (int, float, bool, str, Optional[...], tuple[...]).
+
+    JSON has no tuples and writes 1e4 as a float, so lists become tuples and whole floats ints;
+    anything else of the wrong type is a ConfigError naming the field (not a TypeError later,
+    deep inside the task).
+    """
+    if annotation is Any:
+        return value
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    options = typing.get_args(annotation) if is_union else (annotation,)
+    if value is None and type(None) in options:
+        return None
+    for kind in options:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue
+        if kind is int and isinstance(value, int):
+            return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and isinstance(value, (int, float)):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+        if typing.get_origin(kind) is tuple and isinstance(value, (list, tuple)):
+            inner = typing.get_args(kind)[0]
+            return tuple(check_value(part, inner, f"{name}[{i}]") for i, part in enumerate(value))
+    readable = " or ".join(_type_name(k) for k in options)
+    raise ConfigError(f"{name} expects {readable}, got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_type_name(typing.get_args(kind)[0])}"
+    return getattr(kind, "__name__", str(kind))
 
 
 def coerce(value: Any, annotation: Any, name: str) -> Any:

@@ -1,17 +1,22 @@
 """One training loop for every task: Adam, schedule, clipping, evaluation, logs, checkpoints, resume.
 
 A run directory holds `config.json` (the resolved config), `metrics.jsonl` (one record per
-evaluation) and `checkpoint.pt` (model, optimiser, scheduler, step, task state and every
-RNG state). A run killed at any moment continues from its last checkpoint with `resume=True`
-and produces the same later metrics as an uninterrupted run.
+evaluation) and `checkpoint.pt` (model, optimiser, scheduler, step, task state, every RNG
+state and a copy of the metrics log). A run killed at any moment continues from its last
+checkpoint with `resume=True` and produces the same later metrics as an uninterrupted run;
+one killed before its first checkpoint starts again from step 0. The loop never writes into
+a directory that holds files of the same names it did not write, and a fresh start that
+fails before its first checkpoint (bad input, out of memory, Ctrl-C) removes what it wrote.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -20,20 +25,22 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from ..cores import count_parameters
 from . import distributed
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import ConfigError, RunConfig, TrainConfig
-from .metrics import MetricsLog, read_metrics
+from .metrics import MetricsLog, parse_metrics, read_metrics
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FORMAT = "relational_rnn.run/1"  # config.json's "format": marks a directory as one the loop wrote
 
 
-FIXED_ON_RESUME = ("seed", "lr", "lr_final", "lr_decay_rate", "lr_decay_steps")  # train fields a resume may not change
+FIXED_ON_RESUME = ("seed", "lr", "lr_final", "lr_decay_rate", "lr_decay_steps", "lr_warmup_steps")  # train fields a resume may not change
 
 
 class RunDirectoryError(RuntimeError):
@@ -41,15 +48,17 @@ class RunDirectoryError(RuntimeError):
 
 
 class ExponentialDecayToFloor:
-    """The reference schedule: lr(step) = max(lr_final, lr * rate ** (step / decay_steps)), as a factor of lr."""
+    """The reference schedule: lr(step) = max(lr_final, lr * rate ** (step / decay_steps)), as a factor of lr,
+    after an optional linear warmup over the first `warmup_steps` steps (none in the reference)."""
 
-    def __init__(self, lr: float, lr_final: Optional[float], rate: float, decay_steps: int) -> None:
-        self.lr, self.lr_final, self.rate, self.decay_steps = lr, lr_final, rate, decay_steps
+    def __init__(self, lr: float, lr_final: Optional[float], rate: float, decay_steps: int, warmup_steps: int = 0) -> None:
+        self.lr, self.lr_final, self.rate, self.decay_steps, self.warmup_steps = lr, lr_final, rate, decay_steps, warmup_steps
 
     def __call__(self, step: int) -> float:
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.lr_final is None:
-            return 1.0
-        return max(self.lr_final, self.lr * self.rate ** (step / self.decay_steps)) / self.lr
+            return warmup
+        return warmup * max(self.lr_final, self.lr * self.rate ** (step / self.decay_steps)) / self.lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,59 +127,72 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     from ..tasks import get_task
 
     out_dir = Path(out_dir)
-    settings: TrainConfig = run.train
-    settings.validate()
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    if resume:
-        if not checkpoint_path.exists():
-            raise RunDirectoryError(f"cannot resume: {checkpoint_path} does not exist")
-        saved = load_config(out_dir)
-        if saved.to_dict()["task"] != run.to_dict()["task"] or saved.core != run.core:
-            raise RunDirectoryError(f"cannot resume {out_dir}: its task or core config differs from the one given")
-        changed = [name for name in FIXED_ON_RESUME if getattr(saved.train, name) != getattr(run.train, name)]
-        if changed:  # the restored optimiser, schedule and data stream would silently ignore them
-            raise RunDirectoryError(f"cannot resume {out_dir} with a different {', '.join(changed)}; only the budget and logging options may change")
-    elif checkpoint_path.exists() or (out_dir / METRICS_FILE).exists():
-        raise RunDirectoryError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    run.train.validate()
+    task_type = get_task(run.task_name)
+    start = _how_to_start(run, out_dir, resume, task_type)  # decided before anything is written
+    created = _first_missing(out_dir)  # the folder mkdir will create, if any (removed again if the start fails)
     distributed.barrier()  # every rank has checked the directory before rank 0 writes into it
     main = distributed.is_main()
+    try:
+        return _train_from(run, out_dir, start, task_type, main)
+    except BaseException as error:
+        if main and start == "fresh" and not (out_dir / CHECKPOINT_FILE).exists():
+            _remove_unfinished_run(out_dir, created)  # bad input or a failure before the first checkpoint: leave no trace
+        if isinstance(error, KeyboardInterrupt) and not str(error):  # Ctrl-C outside the loop's stop handling
+            raise KeyboardInterrupt("during start-up, before any training step; nothing was saved") from None
+        raise
 
+
+def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main: bool) -> dict[str, Any]:
+    """The loop itself, from step 0 (`start` "fresh" or "restart") or from the checkpoint ("resume")."""
+    settings: TrainConfig = run.train
+    checkpoint_path = out_dir / CHECKPOINT_FILE
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = distributed.local_device(resolve_device(settings.device))
-    task_type = get_task(run.task_name)
     torch.manual_seed(settings.seed)
     task = task_type(run.task, run.core, seed=settings.seed, device=device)
     model = task.build_model().to(device)
     trained = distributed.wrap(model, device)  # what training steps call: DDP under torchrun, else the model
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, ExponentialDecayToFloor(settings.lr, settings.lr_final, settings.lr_decay_rate, settings.lr_decay_steps)
+        optimizer, ExponentialDecayToFloor(
+            settings.lr, settings.lr_final, settings.lr_decay_rate, settings.lr_decay_steps, settings.lr_warmup_steps
+        )
     )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        for leftover in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"):  # half-written by a killed run
-            leftover.unlink()
-    metrics = MetricsLog(out_dir / METRICS_FILE) if main else None
     step, elapsed = 0, 0.0
     resumed_losses: list[float] = []
     resumed_info: dict[str, list[float]] = {}
-    if resume:
+    log_text: Optional[str] = ""  # the metrics log as of the start (None: only the file knows it)
+    if start == "resume":
         # On the CPU: load_state_dict copies weights and optimizer state to the parameters'
         # device, tasks move what they keep on the device, and RNG states must stay on the CPU.
+        # The task state first: it says most clearly when the checkpoint is not this run's (lm: its corpus).
         state = load_checkpoint(checkpoint_path, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        task.load_state_dict(state["task_state"])
-        restore_rng_state(state["rng"])
+        _check_task_name(state, checkpoint_path, run)
+        _load_part("task state", lambda: task.load_state_dict(state["task_state"]), checkpoint_path, run)
+        _load_weights(model, state["model"], checkpoint_path)
+        _load_part("optimiser state", lambda: optimizer.load_state_dict(state["optimizer"]), checkpoint_path, run)
+        _load_part("schedule state", lambda: scheduler.load_state_dict(state["scheduler"]), checkpoint_path, run)
+        _load_part("random states", lambda: restore_rng_state(state["rng"]), checkpoint_path, run)
         step, elapsed = state["step"], state["elapsed_seconds"]
         resumed_losses = state.get("train_losses", [])
         resumed_info = state.get("train_info", {})
-        if main:
+        log_text = state.get("metrics_log")  # checkpoints before this key: the file, cut at the step
+    # Only now, with the checkpoint found usable, does anything change on disk.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out_dir / METRICS_FILE) if main else None
+    if main and start != "fresh":
+        for leftover in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"):  # half-written by a killed run
+            leftover.unlink()
+        if start == "restart":
+            metrics.replace("")  # the records of the run that never reached its first checkpoint are rewritten
+        elif log_text is not None:
+            metrics.replace(log_text)  # exactly the log of the checkpoint: lost or cut lines come back
+        else:
             metrics.truncate_after(step)
-    config_record = run.to_dict() | {
+    config_record = {"format": RUN_FORMAT} | run.to_dict() | {
         "parameters": {"model": count_parameters(model), "core": count_parameters(getattr(model, "core", model))},
         "machine": machine_description(device),
     }
@@ -184,6 +206,7 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
         save_checkpoint(
             checkpoint_path,
             {
+                "task_name": run.task_name,
                 "step": step,
                 "elapsed_seconds": elapsed,
                 "model": model.state_dict(),
@@ -193,6 +216,7 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
                 "rng": capture_rng_state(),
                 "train_losses": list(train_losses),  # since the last evaluation, for its train_loss
                 "train_info": {name: list(values) for name, values in train_info.items()},
+                "metrics_log": metrics.text(),  # every record up to this step, to rebuild metrics.jsonl on resume
             },
         )
 
@@ -218,8 +242,8 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
 
     train_losses: list[float] = list(resumed_losses)
     train_info: dict[str, list[float]] = {name: list(values) for name, values in resumed_info.items()}
-    last_record = read_metrics(out_dir / METRICS_FILE)[-1:] or [None]
-    last_record = last_record[0]
+    records = parse_metrics(log_text, str(checkpoint_path)) if log_text is not None else read_metrics(out_dir / METRICS_FILE)
+    last_record = records[-1] if records else None
     model.train()
     bar = tqdm(total=settings.steps, initial=step, disable=not (main and settings.progress and sys.stderr.isatty()), dynamic_ncols=True)
     with _stop_requests() as stop:
@@ -248,7 +272,7 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
             if step % settings.eval_every == 0 or budget_spent():
                 last_record = evaluate()
                 checkpoint()
-            elif settings.checkpoint_every and step % settings.checkpoint_every == 0:
+            elif settings.checkpoint_every is not None and step % settings.checkpoint_every == 0:
                 checkpoint()
             if stop_requested:
                 checkpoint()
@@ -256,9 +280,9 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
                 if main:
                     metrics.close()
                 raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved, continue with --resume")
-    if last_record is None or last_record["step"] != step:  # resumed with its budget already spent
-        last_record = evaluate()
-        checkpoint()
+        if last_record is None or last_record["step"] != step:  # resumed with its budget already spent
+            last_record = evaluate()  # (inside the stop handling: Ctrl-C now waits for this checkpoint)
+            checkpoint()
     bar.close()
     if main:
         metrics.close()
@@ -266,8 +290,156 @@ def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     return last_record
 
 
+LOOP_FILES = (CONFIG_FILE, METRICS_FILE, "tensorboard")  # what the loop writes besides checkpoints
+
+
+def _how_to_start(run: RunConfig, out_dir: Path, resume: bool, task_type: type) -> str:
+    """How training into `out_dir` begins, decided before anything is written.
+
+    "resume": from its checkpoint (only with `resume`); "restart": the directory holds a run of
+    the same config that was stopped before its first checkpoint (killed during start-up or
+    during that first write), which has nothing to lose and begins again at step 0, with
+    or without `resume`; "fresh": a new run, in a new directory or one without any file the
+    loop would write. Anything else is a RunDirectoryError: a user's files are never overwritten.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirectoryError(f"{out_dir} exists and is not a directory; choose another --out")
+    if (out_dir / CHECKPOINT_FILE).exists():
+        if not resume:
+            raise RunDirectoryError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out")
+        check_resumable(load_config(out_dir), run, out_dir, task_type)
+        return "resume"
+    if _started_by_the_loop(out_dir):
+        try:
+            check_resumable(load_config(out_dir), run, out_dir, task_type)
+        except RunDirectoryError:
+            if resume:
+                raise
+            raise RunDirectoryError(
+                f"{out_dir} already holds a run (stopped before its first checkpoint) of another config; choose another --out"
+            ) from None
+        return "restart"
+    if resume:
+        raise RunDirectoryError(f"cannot resume {out_dir}: it holds no {CHECKPOINT_FILE}")
+    ours = [name for name in LOOP_FILES if (out_dir / name).exists()] + sorted(p.name for p in out_dir.glob(CHECKPOINT_FILE + ".*.tmp"))
+    if ours:
+        raise RunDirectoryError(f"{out_dir} holds {', '.join(ours)} but no run started by rrnn train; choose another --out (nothing was changed)")
+    return "fresh"
+
+
+def _started_by_the_loop(out_dir: Path) -> bool:
+    """Whether `out_dir/config.json` is one the loop wrote (it carries `RUN_FORMAT`)."""
+    try:
+        data = json.loads((out_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == RUN_FORMAT
+
+
+def check_resumable(saved: RunConfig, run: RunConfig, out_dir: Path, task_type: type) -> None:
+    """Refuse to continue the run saved in `out_dir` with `run` if they differ in anything but
+    the budget and logging options, naming each field that differs.
+
+    A task's `location_fields` (where its data lies, such as the lm corpus directory) may
+    change: the task checks on resume that the data there is the same (by content hash).
+    """
+    if saved.task_name != run.task_name:
+        raise RunDirectoryError(f"{out_dir} holds a {saved.task_name} run, not {run.task_name}")
+    differences = []
+    for section in ("task", "core", "train"):
+        old, new = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(run, section))
+        for name, value in old.items():
+            if section == "task" and name in task_type.location_fields:
+                continue
+            if section == "train" and name not in FIXED_ON_RESUME:
+                continue
+            if new.get(name) != value:
+                differences.append(f"{section}.{name} (saved {value!r}, given {new.get(name)!r})")
+    if differences:  # the restored weights, optimiser, schedule and data stream would not fit or would ignore them
+        raise RunDirectoryError(
+            f"cannot resume {out_dir} with a different {', '.join(differences)}; only the budget and logging options may change"
+        )
+
+
+def _first_missing(path: Path) -> Optional[Path]:
+    """The outermost of `path` and its parents that does not exist (what `mkdir(parents=True)` creates)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_unfinished_run(out_dir: Path, created: Optional[Path]) -> None:
+    """Undo a fresh start that failed before its first checkpoint: the loop's files, and the
+    folders it made if they are empty again (a user's own files there are left alone)."""
+    for name in (CONFIG_FILE, METRICS_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
+    if created is None:
+        return
+    folder = out_dir
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+        if folder == created:
+            return
+        folder = folder.parent
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and its message, whitespace collapsed."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _check_task_name(state: dict[str, Any], path: Path, run: RunConfig) -> None:
+    """A checkpoint of another task (copied into this run directory) is refused by name."""
+    saved = state.get("task_name")  # absent in checkpoints written before it was stored
+    if saved is not None and saved != run.task_name:
+        raise CheckpointError(f"{path} is the checkpoint of a {saved} run, but its config.json is for {run.task_name}")
+
+
+def _load_weights(model: nn.Module, weights: Any, path: Path) -> None:
+    """`model.load_state_dict(weights)`, with a one-line CheckpointError saying how they differ."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"the model weights in {path} are not a state dict")
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    reshaped = [name for name in expected if name in weights and getattr(weights[name], "shape", None) != expected[name].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors missing (first {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    if reshaped:
+        name = reshaped[0]
+        saved_shape = list(getattr(weights[name], "shape", []))
+        problems.append(f"{len(reshaped)} of another shape (first {name}: saved {saved_shape}, model {list(expected[name].shape)})")
+    if problems:
+        raise CheckpointError(f"the model in {path} does not fit its config.json: {'; '.join(problems)}")
+    _load_part("model weights", lambda: model.load_state_dict(weights), path, None)
+
+
+def _load_part(what: str, load: Any, path: Path, run: Optional[RunConfig]) -> None:
+    """Run `load()`, turning the errors of state that does not fit (another task's, another
+    size's, a damaged one) into one CheckpointError line. A ConfigError (e.g. the lm corpus
+    is not the run's) passes through: it says what is wrong itself."""
+    try:
+        load()
+    except ConfigError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        of = f" of this {run.task_name} run" if run is not None else ""
+        raise CheckpointError(f"cannot restore the {what} from {path}: it does not fit the config{of} ({_one_line(error)})") from None
+
+
 def load_config(run_dir: Path) -> RunConfig:
-    """The RunConfig saved in a run directory."""
+    """The RunConfig saved in a run directory, every value checked (`RunConfig.from_dict`)."""
     from ..tasks import get_task
 
     path = Path(run_dir) / CONFIG_FILE
@@ -279,24 +451,32 @@ def load_config(run_dir: Path) -> RunConfig:
         raise RunDirectoryError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise RunDirectoryError(f"{path} does not hold a run config (expected a JSON object)")
-    task_type = get_task(data.get("task_name", "?"))
-    return RunConfig.from_dict(data, task_type.config_type)
+    if not isinstance(data.get("task_name"), str):
+        raise RunDirectoryError(f"{path} is not a run config (it names no task_name)")
+    task_type = get_task(data["task_name"])
+    try:
+        return RunConfig.from_dict(data, task_type.config_type)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def load_trained(run_dir: Path, device: Optional[str] = None):
-    """Rebuild a run's task and model from its directory, with the checkpoint's weights and task state."""
+    """Rebuild a run's task and model from its directory, with the checkpoint's weights and task state.
+
+    A checkpoint that does not fit the directory's config.json (another task's or size's,
+    copied in) is a one-line CheckpointError, not torch's list of every tensor.
+    """
     from ..tasks import get_task
 
     run = load_config(run_dir)
     device_ = resolve_device(device or run.train.device)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, map_location="cpu")
+    path = Path(run_dir) / CHECKPOINT_FILE
+    state = load_checkpoint(path, map_location="cpu")
+    _check_task_name(state, path, run)
     task = get_task(run.task_name)(run.task, run.core, seed=run.train.seed, device=device_)
-    task.load_state_dict(state["task_state"])
+    _load_part("task state", lambda: task.load_state_dict(state["task_state"]), path, run)
     model = task.build_model().to(device_)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise CheckpointError(f"checkpoint in {run_dir} does not fit its config.json: {error}") from None
+    _load_weights(model, state["model"], path)
     model.eval()
     return run, task, model, state
 

@@ -1,6 +1,6 @@
 """Word-level language modelling (paper section 5.4, appendix A.4) on WikiText-layout corpora.
 
-Model: word embedding with dropout -> the core (RMC or LSTM) -> a linear projection to the
+Model: word embedding with dropout -> the core (any registered one) -> a linear projection to the
 embedding size with dropout -> output layer tied to the embedding: a full softmax whose weight
 *is* the embedding matrix, or (option `adaptive_softmax`) torch's `AdaptiveLogSoftmaxWithLoss`
 with cut-offs from word frequency whose head shortlist rows are the embedding's rows (the
@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...cores import CoreConfig, build_core
+from ...cores import CoreConfig, State, build_core
 from ...train import distributed
 from ...train.config import ConfigError, TrainConfig
 from ..base import Preset, Task
 from .batching import DEFAULT_CUTOFF_FRACTIONS, adaptive_cutoffs, batchify, bptt_windows, num_windows, shard_streams, window
 from .corpus import EOS, SPLITS, Corpus, Vocabulary, find_split_files, load_corpus
 
-State = Union[Tensor, tuple[Tensor, ...]]  # RMC memory [B, N, D] or LSTM (h, c), each [layers, B, H]
 
 
 class LMDataError(ConfigError):
@@ -136,13 +135,6 @@ class LMModel(nn.Module):
         return self.token_nll(features, targets), memory
 
 
-def detach_state(state: State) -> State:
-    """The memory cut from the graph of the window that produced it (truncated backprop)."""
-    if isinstance(state, Tensor):
-        return state.detach()
-    return tuple(part.detach() for part in state)
-
-
 def unigram_perplexity(corpus: Corpus, split: str) -> float:
     """Perplexity of `split` under the training split's word frequencies, add-one smoothed (so an
     `<unk>` the training split lacks costs a finite amount): a context-free baseline."""
@@ -170,6 +162,7 @@ class LMTask(Task):
     main_metric = "perplexity"
     higher_is_better = False
     supports_distributed = True
+    location_fields = ("data_dir",)  # a moved corpus may be resumed from; its content key must match
     paper_results = """
 | model (paper scale) | WikiText-103 valid / test | Gutenberg valid / test | GigaWord test |
 |---|---|---|---|
@@ -187,8 +180,10 @@ thread, so they are far from that.
         super().__init__(config, core, seed, device)
         self.vocab: Optional[Vocabulary] = None  # from the corpus, or from a checkpoint's task state
         self._corpus: Optional[Corpus] = None
+        self._corpus_key: Optional[str] = None  # the content key of the run's corpus, from a checkpoint
         self._train_streams: Optional[Tensor] = None  # this rank's streams of the training split
         self.memory: Optional[State] = None  # carried from one training window to the next
+        self.memory_batch_dims: Optional[list[int]] = None  # the batch dimension of each part of it (from the core)
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
@@ -229,6 +224,9 @@ thread, so they are far from that.
         corpus = load_corpus(data_dir)
         if rank == 0 and world_size > 1:
             distributed.barrier()
+        if data_dir == self.config.data_dir and self._corpus_key is not None and corpus.key != self._corpus_key:
+            raise LMDataError(f"the corpus in {data_dir} is not the one this run was trained on (its files hash "
+                              "differently); give --data the directory of the run's own corpus")
         if self.vocab is not None and corpus.vocab != self.vocab:
             raise LMDataError(f"the corpus in {data_dir} has a different vocabulary from the one this run was "
                               f"trained with ({len(corpus.vocab)} vs {len(self.vocab)} words)")
@@ -267,10 +265,12 @@ thread, so they are far from that.
         streams = self.train_streams()
         index = step % num_windows(streams, self.config.bptt)
         inputs, targets = window(streams, index, self.config.bptt)
+        core = distributed.unwrap(model).core
         if index == 0 or self.memory is None:  # each pass over the data starts from a fresh memory
-            self.memory = distributed.unwrap(model).core.initial_state(streams.size(0), device=self.device)
+            self.memory = core.initial_state(streams.size(0), device=self.device)
         nll, memory = model(inputs, self.memory, targets)
-        self.memory = detach_state(memory)
+        self.memory = core.detach_state(memory)
+        self.memory_batch_dims = core.state_batch_dims()
         return nll.mean(), {}
 
     # -- evaluation and sampling ---------------------------------------------------
@@ -348,18 +348,25 @@ thread, so they are far from that.
 
     # -- state ---------------------------------------------------------------------
 
-    def _memory_batch_dim(self) -> int:
-        return 1 if self.core_config.core == "lstm" else 0  # LSTM (h, c) are [layers, B, H]
-
     def state_dict(self) -> dict[str, Any]:
-        """The vocabulary and the carried memory of ALL streams (gathered from every rank under torchrun)."""
+        """The vocabulary and the carried memory of ALL streams (gathered from every rank under torchrun):
+        the memory as a list of its parts, with the batch dimension of each (`memory_batch_dims`)."""
         memory = None
         if self.memory is not None:
             parts = [self.memory] if isinstance(self.memory, Tensor) else list(self.memory)
-            memory = [distributed.all_gather_cat(part, self._memory_batch_dim()) for part in parts]
-        return {"vocabulary": self.vocab.to_dict() if self.vocab is not None else None, "memory": memory}
+            memory = [distributed.all_gather_cat(part, dim) for part, dim in zip(parts, self.memory_batch_dims)]
+        key = self._corpus.key if self._corpus is not None else self._corpus_key
+        return {"vocabulary": self.vocab.to_dict() if self.vocab is not None else None, "memory": memory,
+                "memory_batch_dims": self.memory_batch_dims, "corpus_key": key}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore vocabulary, carried memory and the corpus's content key. The key (absent in
+        checkpoints written before it was kept) lets a resume read the corpus from a new
+        `data_dir`: the files there must hash the same."""
+        self._corpus_key = state.get("corpus_key")
+        if self._corpus is not None and self._corpus_key is not None and self._corpus.key != self._corpus_key:
+            raise LMDataError(f"the corpus in {self.config.data_dir} is not the one this run was trained on (its files "
+                              "hash differently); give --data the directory of the run's own corpus")
         if state.get("vocabulary") is not None:
             saved = Vocabulary.from_dict(state["vocabulary"])
             if self.vocab is not None and saved != self.vocab:
@@ -369,10 +376,13 @@ thread, so they are far from that.
         if memory is None:
             self.memory = None
             return
-        dim = self._memory_batch_dim()
-        if memory[0].size(dim) != self.config.batch_size:
-            raise LMDataError(f"checkpoint memory has {memory[0].size(dim)} streams, the config {self.config.batch_size}")
+        dims = state.get("memory_batch_dims")
+        if dims is None:  # checkpoints written before the dims were kept: the RMC's memory [B, N, D] or the LSTM's (h, c) [layers, B, H]
+            dims = [0] if len(memory) == 1 else [1] * len(memory)
+        if memory[0].size(dims[0]) != self.config.batch_size:
+            raise LMDataError(f"checkpoint memory has {memory[0].size(dims[0])} streams, the config {self.config.batch_size}")
         rank, world_size = distributed.world()
         per = self.config.batch_size // world_size
-        parts = [part.narrow(dim, rank * per, per).contiguous().to(self.device) for part in memory]
-        self.memory = parts[0] if len(parts) == 1 else tuple(parts)
+        parts = [part.narrow(dim, rank * per, per).contiguous().to(self.device) for part, dim in zip(memory, dims)]
+        self.memory = parts[0] if len(parts) == 1 else tuple(parts)  # a state of one part is a plain tensor
+        self.memory_batch_dims = list(dims)
