@@ -196,13 +196,13 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     started = time.perf_counter()
     print(f"== N-th farthest, cpu preset, question={question} (K={run.task.num_vectors}, d={run.task.vector_dim}): "
           f"RMC and an equal-size LSTM side by side, {args.minutes} min each", flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     for core in ("rmc", "lstm"):
         out_dirs[core] = Path(args.out) / f"nth-farthest-{question}-{core}"
         command = [sys.executable, "-m", "relational_rnn.cli", "train", "nth-farthest", "--out", str(out_dirs[core]), "--core", core,
                    "--question", question, "--minutes", str(args.minutes), "--progress", "false", *extra]
         if (out_dirs[core] / "checkpoint.pt").exists():
             command.append("--resume")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
         log = (Path(args.out) / f"nth-farthest-{question}-{core}.log").open("w")
         processes[core] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         print(f"   {core.upper()} -> {out_dirs[core]} (log: {log.name})", flush=True)

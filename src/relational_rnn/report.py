@@ -41,6 +41,7 @@ class RunSummary:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval_<name>.json files
     parameters: Optional[int] = None
     machine: dict[str, Any] = field(default_factory=dict)
+    levels: dict[str, float] = field(default_factory=dict)  # the task's reference levels (chance, a plateau) for this config
 
     @property
     def final(self) -> dict[str, Any]:
@@ -106,6 +107,7 @@ def load_run(directory: Path) -> Optional[RunSummary]:
         extra=extra,
         parameters=config.get("parameters", {}).get("core"),
         machine=config.get("machine", {}),
+        levels=task_type.reference_levels(task_config),
     )
 
 
@@ -260,12 +262,6 @@ def write_report(paths: Iterable[Path], out_dir: Path, command: str) -> Path:
 SECTION_KINDS = ("comparison", "runs")
 
 
-def _levels(run: RunSummary) -> dict[str, float]:
-    config = json.loads((run.path / CONFIG_FILE).read_text())
-    task_type = get_task(run.task_name)
-    return task_type.reference_levels(task_type.config_type(**config["task"]))
-
-
 def _at_step(run: RunSummary, metric: str, step: int) -> float:
     """The metric at the run's last evaluation at or before `step`."""
     before = [record for record in run.metrics if record["step"] <= step]
@@ -315,7 +311,7 @@ def comparison_lines(runs: list[RunSummary], image_dir: Path, link_prefix: str, 
         for core, group_runs in by_core.items():
             rows.append([label, core, str(group_runs[0].parameters or "?"), str(len(group_runs)),
                          _spread([run.final["step"] for run in group_runs]), _with_seeds(at_steps[core]), _with_seeds(at_time[core])])
-        levels = ", ".join(f"{level} {value:.3f}" for level, value in _levels(members[0]).items())
+        levels = ", ".join(f"{level} {value:.3f}" for level, value in members[0].levels.items())
         verdicts.append(f"- {label} ({levels}): at {common_step} steps, RMC {_verdict(at_steps)}; "
                         f"at {budget} each, RMC {_verdict(at_time)}.")
     lines += _table(header, rows)
@@ -360,7 +356,7 @@ def plot_seed_curves(runs: list[RunSummary], metric: str, image_dir: Path, name:
                 (line,) = row[0].plot(common, mean_value, color=colour, linewidth=2.2)
                 row[1].plot(mean_minutes, mean_value, color=colour, linewidth=2.2)
                 handles[f"{core}: mean of {len(seeds)} seed(s) (thin: each seed)"] = line
-        for style, (level, value) in zip(("--", ":", "-."), _levels(members[0]).items()):
+        for style, (level, value) in zip(("--", ":", "-."), members[0].levels.items()):
             for axis in row:
                 line = axis.axhline(value, color="gray" if level == "chance" else "tab:red", linestyle=style, linewidth=1)
             handles[level] = line
@@ -392,7 +388,7 @@ def run_table_lines(paths: Iterable[Path], runs: list[RunSummary]) -> list[str]:
             rows.append([f"`{directory.name}`", "-", "-", "-", "-", "-", "-", "-", "failed: no evaluation", "-", "-"])
             continue
         best = max(record[metric] for record in run.metrics)
-        top = max(_levels(run).values(), default=None)
+        top = max(run.levels.values(), default=None)
         above = "-" if top is None else ("yes" if best >= top + 0.05 else "no")
         rows.append([f"`{directory.name}`", run.group, run.core, str(run.seed), run.changes, run.budget, str(run.final["step"]),
                      f"{run.final['seconds'] / 60:.1f}", f"{run.final[metric]:.3f}", f"{best:.3f}", above])
