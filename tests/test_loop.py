@@ -239,8 +239,14 @@ def test_config_json_values_are_checked(tmp_path):
 
 
 def _stoppable(cli, hook):
-    """The training subprocess `cli`, with `hook` (Python source, e.g. patching a function to wait) run first."""
-    source = f"import sys, time, pathlib\n{hook}\nfrom relational_rnn.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    """The training subprocess `cli`, with `hook` (Python source, e.g. patching a function to wait) run first.
+
+    Ctrl-C gets Python's usual handler first: a suite started in the background (`nohup ... &`)
+    hands its children SIGINT ignored, and the start-up tests need it to arrive as it does from a terminal."""
+    source = (
+        "import signal, sys, time, pathlib\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        f"{hook}\nfrom relational_rnn.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
     return [sys.executable, "-c", source, *cli[cli.index("train"):]]
 
 
