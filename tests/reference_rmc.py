@@ -35,11 +35,15 @@ def reference_initial_memory(batch, slots, width, dtype=torch.float64):
     return memory
 
 
-def reference_step(cell, x_t, memory, attention_scale=None):
+def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
     """One spec step for every batch entry: x_t [B, input_size], memory [B, N, D] -> next memory.
 
     `attention_scale` (None: the cell's option): "key" divides the queries by sqrt(key_size),
     "qkv" by sqrt(2 key_size + head_size), the qkv size of one head (Sonnet's June 2018 release).
+    The ablations (docs/questions.md) follow the cell's options: `cell.attention` "input-only"
+    lets row i attend only to itself and the input row; "none" replaces the attention output of
+    every row by the input row; `cell.slot_binding` "position" keeps every slot but
+    `step_index mod N` as it was.
     """
     p = {name: value.detach() for name, value in cell.named_parameters()}
     B, N, D = memory.shape
@@ -67,14 +71,15 @@ def reference_step(cell, x_t, memory, attention_scale=None):
                 out = []
                 for h in range(H):
                     q = qkv[i][h * per_head : h * per_head + k] / divisor
-                    logits = [sum(q[a] * qkv[j][h * per_head + k + a] for a in range(k)) for j in range(R)]
+                    allowed = [j for j in range(R) if cell.attention == "full" or j in (i, R - 1)]
+                    logits = [sum(q[a] * qkv[j][h * per_head + k + a] for a in range(k)) for j in allowed]
                     top = max(logits)
                     exps = [torch.exp(logit - top) for logit in logits]
                     total = sum(exps)
                     weights = [e / total for e in exps]
-                    value = sum(weights[j] * qkv[j][h * per_head + 2 * k : h * per_head + 2 * k + v] for j in range(R))
+                    value = sum(w * qkv[j][h * per_head + 2 * k : h * per_head + 2 * k + v] for w, j in zip(weights, allowed))
                     out.append(value)
-                attended.append(torch.cat(out))
+                attended.append(torch.cat(out) if cell.attention != "none" else rows[R - 1])
             rows = [
                 _layer_norm(rows[i] + attended[i], p[pre + "attention_norm.weight"], p[pre + "attention_norm.bias"])
                 for i in range(R)
@@ -102,6 +107,10 @@ def reference_step(cell, x_t, memory, attention_scale=None):
             input_gate = _sigmoid(pre_act[:g] + cell.input_bias)
             forget_gate = _sigmoid(pre_act[g:] + cell.forget_bias)
             result[b, i] = input_gate * torch.tanh(attended_memory[i]) + forget_gate * memory[b, i]
+        if cell.slot_binding == "position":
+            for i in range(N):
+                if i != step_index % N:
+                    result[b, i] = memory[b, i]
     return result
 
 

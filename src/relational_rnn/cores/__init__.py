@@ -73,6 +73,8 @@ class CoreConfig:
     attention_mlp_layers: int = 2
     key_size: Optional[int] = None
     attention_scale: str = "key"  # "key" or "qkv", see docs/core.md
+    attention: str = "full"  # ablation (docs/questions.md): "full", "input-only" (no slot-to-slot exchange) or "none"
+    slot_binding: str = "learned"  # "learned" (the paper's model) or "position": a diagnostic oracle, input t written into slot t mod N only
     forget_bias: float = 1.0
     input_bias: float = 0.0
     lstm_hidden: Optional[int] = None

@@ -37,6 +37,9 @@ from relational_rnn.cores.fused import FusedSequence, SequenceShape, Weights
 
 GATE_STYLES = ("unit", "memory", None)
 ATTENTION_SCALES = ("key", "qkv")
+# Ablations and a diagnostic (docs/questions.md); the defaults are the paper's model.
+ATTENTION_MODES = ("full", "input-only", "none")
+SLOT_BINDINGS = ("learned", "position")
 
 
 def query_scale_for(attention_scale: str, key_size: int, head_size: int) -> float:
@@ -50,6 +53,22 @@ def query_scale_for(attention_scale: str, key_size: int, head_size: int) -> floa
     if attention_scale == "qkv":
         return (2 * key_size + head_size) ** -0.5
     raise ValueError(f"attention_scale must be 'key' or 'qkv', got {attention_scale!r}")
+
+
+def attention_mask(attention: str, num_queries: int, num_rows: int, device: torch.device, dtype: torch.dtype) -> Optional[Tensor]:
+    """The additive mask [num_queries, num_rows] (0 or -inf) the `attention` ablation puts on the scores.
+
+    The rows are the memory slots then the input row (the last); queries are the first
+    `num_queries` rows. "full": None (every row reads every row); "input-only": row i reads
+    only itself and the input row, so no slot reads another slot.
+    """
+    if attention == "full":
+        return None
+    if attention != "input-only":
+        raise ValueError(f"attention {attention!r} has no mask")
+    rows = torch.arange(num_rows, device=device)
+    allowed = (rows[:num_queries, None] == rows[None, :]) | (rows[None, :] == num_rows - 1)
+    return torch.zeros(allowed.shape, device=device, dtype=dtype).masked_fill_(~allowed, float("-inf"))
 
 
 def _truncated_normal_(weight: Tensor, fan_in: int) -> None:
@@ -123,13 +142,24 @@ class AttentionBlock(nn.Module):
     """One round of multi-head attention over the rows, with this block's own projection and norms.
 
     The MLP is passed in so that all blocks share one (as in the reference). `query_scale`
-    multiplies the queries (None: key_size**-0.5, see `query_scale_for`).
+    multiplies the queries (None: key_size**-0.5, see `query_scale_for`). `attention` is the
+    ablation (`ATTENTION_MODES`): "full" (the paper), "input-only" (row i attends to itself and
+    the input row only) or "none" (the attention output of every row is the input row, so each
+    slot is updated by the same residual, norms and MLP with no interaction; the qkv
+    projection is then unused).
     """
 
     def __init__(
-        self, mem_size: int, num_heads: int, key_size: int, head_size: int, query_scale: Optional[float] = None
+        self,
+        mem_size: int,
+        num_heads: int,
+        key_size: int,
+        head_size: int,
+        query_scale: Optional[float] = None,
+        attention: str = "full",
     ) -> None:
         super().__init__()
+        self.attention = attention
         self.num_heads = num_heads
         self.key_size = key_size
         self.head_size = head_size
@@ -152,14 +182,21 @@ class AttentionBlock(nn.Module):
         """Plain multi-head attention of every row over all rows; returns (output [B, R, D], weights)."""
         queries, keys, values = self.split_heads(rows)
         queries = queries * self.query_scale
-        weights = torch.softmax(queries @ keys.transpose(-1, -2), dim=-1)  # [B, H, R, R]
+        scores = queries @ keys.transpose(-1, -2)  # [B, H, R, R]
+        mask = attention_mask(self.attention, rows.shape[1], rows.shape[1], rows.device, scores.dtype)
+        if mask is not None:
+            scores = scores + mask
+        weights = torch.softmax(scores, dim=-1)
         output = (weights @ values).transpose(1, 2).reshape(rows.shape)
         return output, weights
 
     def forward(self, rows: Tensor, mlp: nn.Module, trace: Optional["CoreTrace"] = None) -> Tensor:
-        attended, weights = self.attend(rows)
-        if trace is not None:
-            trace.attention[-1].append(weights.detach())
+        if self.attention == "none":  # the input row (the last) stands in for the attention output
+            attended = rows[:, -1:].expand_as(rows)
+        else:
+            attended, weights = self.attend(rows)
+            if trace is not None:
+                trace.attention[-1].append(weights.detach())
         rows = self.attention_norm(rows + attended)
         return self.mlp_norm(mlp(rows) + rows)
 
@@ -182,6 +219,12 @@ class RelationalMemoryCell(nn.Module):
     `forget_bias` / `input_bias` are constants, not parameters; `attention_scale` "key"
     (queries scaled by key_size**-0.5, the default) or "qkv" (by (2*key_size + head_size)**-0.5,
     the June 2018 release; docs/core.md).
+
+    Two options are not the paper's model and exist to take it apart (docs/questions.md):
+    `attention` "input-only" or "none" (see `AttentionBlock`), and `slot_binding="position"`,
+    an oracle binding: at step t only slot t mod mem_slots is updated, every other slot is
+    kept as it was, so input t is written into slot t mod N (t counts from 0 at each
+    sequence call, or is the cell's `step_index`).
     """
 
     def __init__(
@@ -197,6 +240,8 @@ class RelationalMemoryCell(nn.Module):
         attention_mlp_layers: int = 2,
         key_size: Optional[int] = None,
         attention_scale: str = "key",
+        attention: str = "full",
+        slot_binding: str = "learned",
     ) -> None:
         super().__init__()
         _check_positive_int("input_size", input_size)
@@ -211,6 +256,10 @@ class RelationalMemoryCell(nn.Module):
             raise ValueError(f"gate_style must be one of 'unit', 'memory' or None, got {gate_style!r}")
         if not isinstance(attention_scale, str) or attention_scale not in ATTENTION_SCALES:
             raise ValueError(f"attention_scale must be 'key' or 'qkv', got {attention_scale!r}")
+        if not isinstance(attention, str) or attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTION_MODES))}, got {attention!r}")
+        if not isinstance(slot_binding, str) or slot_binding not in SLOT_BINDINGS:
+            raise ValueError(f"slot_binding must be one of {', '.join(map(repr, SLOT_BINDINGS))}, got {slot_binding!r}")
         for name, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -227,12 +276,15 @@ class RelationalMemoryCell(nn.Module):
         self.key_size = key_size if key_size is not None else head_size
         self.attention_scale = attention_scale
         self.query_scale = query_scale_for(attention_scale, self.key_size, head_size)  # multiplies the queries
+        self.attention = attention
+        self.slot_binding = slot_binding
         self.mem_size = num_heads * head_size
         self.trace: Optional[CoreTrace] = None  # set while `recording(...)` is active
 
         self.input_projection = _linear(input_size, self.mem_size)
         self.blocks = nn.ModuleList(
-            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size, self.query_scale) for _ in range(num_blocks)
+            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size, self.query_scale, attention)
+            for _ in range(num_blocks)
         )
         self.mlp = _make_mlp(self.mem_size, attention_mlp_layers)
         if gate_style is not None:
@@ -251,6 +303,8 @@ class RelationalMemoryCell(nn.Module):
             f"num_heads={self.num_heads}, num_blocks={self.num_blocks}, key_size={self.key_size}, "
             f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, input_bias={self.input_bias}, "
             f"attention_mlp_layers={self.attention_mlp_layers}, attention_scale={self.attention_scale!r}"
+            + (f", attention={self.attention!r}" if self.attention != "full" else "")
+            + (f", slot_binding={self.slot_binding!r}" if self.slot_binding != "learned" else "")
         )
 
     def initial_state(
@@ -301,8 +355,19 @@ class RelationalMemoryCell(nn.Module):
                 f"(x.to({dtype}) or module.to({x.dtype}))"
             )
 
-    def step(self, projected_input: Tensor, memory: Tensor) -> Tensor:
-        """One step from an already projected input [B, D]; returns the next memory [B, N, D]."""
+    def step(self, projected_input: Tensor, memory: Tensor, step_index: Optional[int] = None) -> Tensor:
+        """One step from an already projected input [B, D]; returns the next memory [B, N, D].
+
+        `step_index` (the step's position in the sequence) is needed only by `slot_binding="position"`.
+        """
+        if self.slot_binding == "position":
+            if step_index is None:
+                raise ValueError("slot_binding='position' needs the step's index: cell(x, memory, step_index=t)")
+            return bind_to_slot(self.step_learned(projected_input, memory), memory, step_index)
+        return self.step_learned(projected_input, memory)
+
+    def step_learned(self, projected_input: Tensor, memory: Tensor) -> Tensor:
+        """The paper's step: attention, MLP, gating; every slot may change."""
         trace = self.trace
         if trace is not None:
             trace.attention.append([])
@@ -324,8 +389,12 @@ class RelationalMemoryCell(nn.Module):
         input_pre, forget_pre = pre_activation.chunk(2, dim=-1)
         return torch.sigmoid(input_pre + self.input_bias), torch.sigmoid(forget_pre + self.forget_bias)
 
-    def forward(self, x: Tensor, memory: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """x [B, input_size], memory [B, N, D] or None -> (output [B, N*D], next memory [B, N, D])."""
+    def forward(
+        self, x: Tensor, memory: Optional[Tensor] = None, step_index: Optional[int] = None
+    ) -> tuple[Tensor, Tensor]:
+        """x [B, input_size], memory [B, N, D] or None -> (output [B, N*D], next memory [B, N, D]).
+
+        `step_index`: the step's position in its sequence, for `slot_binding="position"` only."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"input must have shape (batch, input_size={self.input_size}), got {shape}")
@@ -334,8 +403,15 @@ class RelationalMemoryCell(nn.Module):
             memory = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
         else:
             self.check_memory(memory, x.shape[0], x)
-        next_memory = self.step(self.input_projection(x), memory)
+        next_memory = self.step(self.input_projection(x), memory, step_index)
         return next_memory.flatten(1), next_memory
+
+
+def bind_to_slot(next_memory: Tensor, memory: Tensor, step_index: int) -> Tensor:
+    """The oracle binding: `next_memory` in slot `step_index mod N`, `memory` in every other slot."""
+    slots = memory.shape[1]
+    written = torch.arange(slots, device=memory.device).view(1, slots, 1) == step_index % slots
+    return torch.where(written, next_memory, memory)
 
 
 class RelationalMemory(RecurrentCore):
@@ -402,7 +478,7 @@ class RelationalMemory(RecurrentCore):
             if name in {
                 "input_size", "mem_slots", "head_size", "num_heads", "num_blocks", "forget_bias",
                 "input_bias", "gate_style", "attention_mlp_layers", "key_size", "mem_size", "output_size",
-                "attention_scale", "query_scale",
+                "attention_scale", "query_scale", "attention", "slot_binding",
             }:
                 return getattr(self.cell, name)
             raise
@@ -432,8 +508,17 @@ class RelationalMemory(RecurrentCore):
     @property
     def uses_fused_path(self) -> bool:
         """Whether the fast path runs fused (`FusedSequence`) when gradients are on: one block,
-        `fused`, no compile or recompute."""
-        return self.use_fused and self.cell.num_blocks == 1 and not self.use_compile and not self.recompute
+        `fused`, no compile or recompute, and the paper's model (no `attention` ablation or
+        `slot_binding` diagnostic: those run `fast_sequence`)."""
+        cell = self.cell
+        return (
+            self.use_fused
+            and cell.num_blocks == 1
+            and not self.use_compile
+            and not self.recompute
+            and cell.attention == "full"
+            and cell.slot_binding == "learned"
+        )
 
     def _step_function(self) -> Callable[..., Tensor]:
         """`fast_step`, or its `torch.compile`d version (made once, on first use) when `use_compile` is set."""
@@ -473,7 +558,7 @@ class RelationalMemory(RecurrentCore):
             projected = cell.input_projection(x).unbind(0)
             outputs = []
             for t in range(steps):
-                next_memory = cell.step(projected[t], memory)
+                next_memory = cell.step(projected[t], memory, step_index=t)
                 memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
                 outputs.append(memory.flatten(1))
             out = torch.stack(outputs, dim=0)
@@ -518,7 +603,7 @@ def _input_terms(cell: RelationalMemoryCell, x: Tensor) -> tuple[Optional[Tensor
         bias = cell.gate_input.bias + cell.gate_memory.bias
         constants = torch.cat([bias.new_full((g,), cell.input_bias), bias.new_full((g,), cell.forget_bias)])
         terms.append((cell.gate_input.weight, bias + constants))
-    rows = projection(x) if cell.num_blocks > 1 else None
+    rows = projection(x) if cell.num_blocks > 1 or cell.attention == "none" else None
     if fold_input_projection(cell, tokens=x.shape[0] * x.shape[1]):
         outputs = [F.linear(x, weight @ projection.weight, torch.addmv(bias, weight, projection.bias)) for weight, bias in terms]
     else:
@@ -536,7 +621,8 @@ def fold_input_projection(cell: RelationalMemoryCell, tokens: int) -> bool:
     """
     out_features = cell.blocks[0].qkv.out_features + (cell.gate_input.out_features if cell.gate_style is not None else 0)
     width, in_features = cell.mem_size, cell.input_size
-    folded = (tokens + width) * in_features * out_features + (cell.num_blocks > 1) * tokens * in_features * width
+    needs_rows = cell.num_blocks > 1 or cell.attention == "none"
+    folded = (tokens + width) * in_features * out_features + needs_rows * tokens * in_features * width
     return folded < tokens * width * (in_features + out_features)
 
 
@@ -573,6 +659,12 @@ def fast_step(
     batch, slots = memory.shape[0], memory.shape[1]
     heads, key_size, head_size = cell.num_heads, cell.key_size, cell.head_size
     last = len(cell.blocks) - 1
+    if cell.attention == "none":  # the ablation: the input row replaces the attention output
+        rows = torch.cat([memory, input_row.unsqueeze(1)], dim=1)
+        for block in cell.blocks:
+            rows = _norm(block.attention_norm, rows + rows[:, -1:])
+            rows = _norm(block.mlp_norm, _mlp(cell.mlp, rows) + rows)
+        return _gate(cell, memory, rows[:, :slots], input_gates)
     rows = memory  # the rows entering the block: memory, plus the input row while a later block reads it
     for index, block in enumerate(cell.blocks):
         if index == 0:
@@ -587,10 +679,17 @@ def fast_step(
         if index == last:  # only the memory rows' results are kept
             queries, rows = queries[:, :, :slots], rows[:, :slots]
         scores = torch.matmul(queries, keys.transpose(-1, -2)).mul_(cell.query_scale)
+        if cell.attention != "full":
+            scores = scores + attention_mask(cell.attention, scores.shape[-2], scores.shape[-1], scores.device, scores.dtype)
         attended = torch.matmul(torch.softmax(scores, dim=-1), values)
         attended = attended.transpose(1, 2).reshape(rows.shape)
         rows = _norm(block.attention_norm, rows + attended)
         rows = _norm(block.mlp_norm, _mlp(cell.mlp, rows) + rows)
+    return _gate(cell, memory, rows, input_gates)
+
+
+def _gate(cell: RelationalMemoryCell, memory: Tensor, rows: Tensor, input_gates: Optional[Tensor]) -> Tensor:
+    """The fast path's gating of the attended memory rows against the old memory (none without gating)."""
     if cell.gate_style is None:
         return rows
     gates = torch.sigmoid(F.linear(torch.tanh(memory), cell.gate_memory.weight) + input_gates.unsqueeze(1))
@@ -626,6 +725,8 @@ def fast_sequence(
             next_memory = torch.utils.checkpoint.checkpoint(step, *arguments, use_reentrant=False)
         else:
             next_memory = step(*arguments)
+        if cell.slot_binding == "position":
+            next_memory = bind_to_slot(next_memory, memory, t)
         memory = next_memory if keep is None else torch.where(keep[t], next_memory, memory)
         outputs.append(memory.flatten(1))
     return torch.stack(outputs, dim=0), memory
@@ -668,6 +769,8 @@ def rmc_options(config) -> dict:
         attention_mlp_layers=config.attention_mlp_layers,
         key_size=config.key_size,
         attention_scale=config.attention_scale,
+        attention=config.attention,
+        slot_binding=config.slot_binding,
         forget_bias=config.forget_bias,
         input_bias=config.input_bias,
     )
