@@ -10,4 +10,4 @@ import sys
 from relational_rnn.bench import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python benchmarks/bench_cores.py"))

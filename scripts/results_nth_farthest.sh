@@ -6,7 +6,7 @@
 # Usage: bash scripts/results_nth_farthest.sh [ladder|search|report|all]   (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RRNN=${RRNN:-.venv/bin/rrnn}
+source scripts/lib/queue.sh
 OUT=results/runs/nth-farthest
 WHAT=${1:-all}
 
@@ -42,23 +42,14 @@ search_jobs() {  # what ran: s01 and s25/s26 at the cpu preset; s02-s23 at the p
   echo "$OUT/search/s23-rank-lstm-b64-lr1e-3 --core lstm $short $old --question rank"
 }
 
-run_one() {  # run_one DIR ARGS...: train into DIR with one thread, evaluating every 250 steps; resume if it has a checkpoint
-  local dir=$1; shift
-  local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
-  "$RRNN" train nth-farthest --out "$dir" "${resume[@]}" --progress false --threads 1 --eval-every 250 "$@" > /dev/null
-}
-export -f run_one
-
-run_all() { xargs -P 2 -L 1 bash -c 'run_one "$@"' _; }
-
 case "$WHAT" in
-  ladder) ladder_jobs | run_all ;;
-  search) search_jobs | run_all ;;
+  ladder) ladder_jobs | run_queue nth-farthest ;;
+  search) search_jobs | run_queue nth-farthest ;;
   report) ;;
-  all) ladder_jobs | run_all; search_jobs | run_all ;;
+  all) ladder_jobs | run_queue nth-farthest; search_jobs | run_queue nth-farthest ;;
   *) echo "usage: $0 [ladder|search|report|all]" >&2; exit 2 ;;
 esac
-"$RRNN" report "$OUT/ladder" --into docs/nth_farthest.md --section ladder
-"$RRNN" report "$OUT/search" --into docs/nth_farthest.md --section search --kind runs
-"$RRNN" report "$OUT"/search/s{09,19,25,26}-* --into docs/nth_farthest.md --section curricula
-"$RRNN" report results/runs --out docs
+$RRNN report "$OUT/ladder" --into docs/nth_farthest.md --section ladder
+$RRNN report "$OUT/search" --into docs/nth_farthest.md --section search --kind runs
+$RRNN report "$OUT"/search/s{09,19,25,26}-* --into docs/nth_farthest.md --section curricula
+$RRNN report results/runs --out docs

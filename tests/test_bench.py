@@ -58,17 +58,48 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(monkeypatch, cap
     assert '"error": "RuntimeError: compiler exploded"' in capsys.readouterr().out
 
 
-def test_targets_table_says_met_or_how_far_off():
+def test_targets_table_says_met_or_how_far_off_with_the_floor_beside_it():
     results = [
-        dict(case="lm-issue", variant="fast", x_lstm=1.2, speedup_vs_reference=1.4),
-        dict(case="nth-issue", variant="fast", x_lstm=7.5, act_mib_per_sample=0.55),
+        dict(case="lm-l0sg-shape", variant="fast", x_lstm=0.9, speedup_vs_reference=1.4),
+        dict(case="nth-l0sg-shape", variant="fast", x_lstm=7.5, x_floor=1.5, act_mib_per_sample=0.55),
+        dict(case="nth-l0sg-shape", variant="matmuls", x_lstm=4.4),
     ]
     text = targets_table(results)
-    assert "| 1.2 | yes |" in text
-    assert "| 7.5 | no (1.25x off) |" in text
+    assert "| 0.9 | yes |" in text
+    assert "| 7.5 | no (1.50x off) | 4.4 |" in text
+    assert "| 1.5 | no (1.11x off) | 4.4 |" in text
     assert "| 1.4 | no (1.07x off) |" in text
     assert "| 0.55 | yes |" in text
-    assert "not run" in text
+    assert "not run" in text  # lm-cpu, nth-cpu-preset
+
+
+def test_every_case_has_a_matmul_floor_and_each_rmc_variant_its_ratio_to_it():
+    assert all("matmuls" in case.variants for case in bench.CASES.values())
+    by_variant = {r["variant"]: r for r in run_case("tiny", TINY, repeats=1, device=torch.device("cpu"), variants=["fast", "lstm", "matmuls"])}
+    assert by_variant["fast"]["x_floor"] == round(by_variant["fast"]["ms_per_step"] / by_variant["matmuls"]["ms_per_step"], 2)
+    assert "x_floor" not in by_variant["lstm"]
+
+
+def test_the_cpu_preset_case_is_the_nth_farthest_cpu_preset():
+    from relational_rnn.cli import build_run_config
+
+    run = build_run_config("nth-farthest", "cpu", [])
+    case = bench.CASES["nth-cpu-preset"]
+    assert (case.input_size, case.batch, case.steps) == (run.task.input_size, run.task.batch_size, run.task.num_vectors)
+    assert case.rmc == dict(mem_slots=run.core.mem_slots, num_heads=run.core.num_heads, head_size=run.core.head_size)
+    assert run.core.num_blocks == 1 and run.core.gate_style == "unit" and run.core.attention_mlp_layers == 2
+
+
+def test_cases_are_named_by_what_they_are_and_help_names_rrnn_bench(capsys):
+    import pytest
+
+    assert {"lm-l0sg-shape", "nth-l0sg-shape", "nth-cpu-preset", "lm-cpu"} <= set(bench.CASES)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: rrnn bench")
+    assert "issue" not in text and "bench_cores.py [" not in text
 
 
 def test_op_measurements_cover_each_choice(capsys):

@@ -129,12 +129,20 @@ BAD_INPUTS = [
     (["report", "{tmp}/unknown-task", "--out", "{tmp}/report"], "not a run config this version can read"),
     (["report", "{tmp}/no-step", "--out", "{tmp}/report"], "line 1: not an evaluation record"),
     (["report", "{tmp}/list-line", "--out", "{tmp}/report"], "line 1: not an evaluation record"),
+    (["report", "{tmp}/good"], "give --out DIR"),  # never the committed docs/ by default
+    (["generate", "{tmp}/nowhere"], "config.json is missing"),
+    (["inspect", "{tmp}/nowhere", "--out", "{tmp}/pictures"], "config.json is missing"),
+    (["demo", "--minutes", "0", "--out", "{tmp}/demo"], "minutes must be a finite number > 0"),
+    (["train", "chess", "--help"], "unknown task 'chess'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 
 
 @pytest.mark.parametrize("argv,message", BAD_INPUTS)
-def test_bad_input_is_one_clear_line_and_changes_nothing(bad_inputs, capsys, argv, message):
-    """Every subcommand, over a table of bad inputs: one line on stderr, exit code 2, no file changed."""
+def test_bad_input_is_one_clear_line_and_changes_nothing(bad_inputs, capsys, monkeypatch, argv, message):
+    """Every subcommand, over a table of bad inputs: one line on stderr, exit code 2, no file changed
+    (run from inside the scanned folder, so a default output path would show up there too)."""
+    monkeypatch.chdir(bad_inputs)
     before = _files(bad_inputs)
     capsys.readouterr()
     try:
@@ -198,3 +206,122 @@ def test_demo_verdict_is_computed_from_the_numbers():
     assert demo_verdict({"rmc": 0.87, "lstm": 0.34}, plateau=1 / 3) == "RMC ahead by 53.0 points; only the RMC left the plateau (0.333)"
     assert demo_verdict({"rmc": 0.49, "lstm": 0.50}, plateau=0.5).startswith("neither left the plateau (0.500); RMC -1.0 points")
     assert demo_verdict({"rmc": 0.70, "lstm": 0.90}, plateau=0.5) == "LSTM ahead by 20.0 points; both left the plateau (0.500)"
+
+
+def test_train_help_lists_every_config_field_with_each_presets_value(capsys):
+    from relational_rnn.tasks import get_task
+    from relational_rnn.train.config import field_descriptions
+
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "nth-farthest", "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    presets = get_task("nth-farthest").presets()
+    for section in ("task", "core", "train"):
+        for name in field_descriptions(type(getattr(presets["cpu"], section))):
+            option = f"--{name.replace('_', '-')}"  # no nth-farthest field is in two sections
+            values = " | ".join(f"{p} {json.dumps(getattr(getattr(c, section), name))}" for p, c in presets.items())
+            assert f"  {option}  [{values}]" in text, (section, name)
+    assert "  --mem-slots  [paper 8 | cpu 4]\n      RMC: memory slots N\n" in text
+    assert "      Adam's learning rate" in text and "--out OUT" in text
+
+
+def test_field_descriptions_come_from_metadata_or_the_comment_beside_the_field():
+    import dataclasses
+
+    from relational_rnn.train.config import field_descriptions
+
+    @dataclasses.dataclass
+    class Example:
+        alpha: int = 1  # the first
+        # and its second line (a commented field follows)
+        beta: str = "#not a comment"  # beta's
+        # the comment above a field without one
+        gamma: float = 0.5
+        delta: int = dataclasses.field(default=2, metadata={"help": "from metadata"})  # not this
+        epsilon: int = 3
+
+    assert field_descriptions(Example) == {"alpha": "the first and its second line (a commented field follows)", "beta": "beta's",
+                                           "gamma": "the comment above a field without one", "delta": "from metadata",
+                                           "epsilon": ""}
+
+
+def test_eval_help_shows_each_tasks_evaluation_options(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["eval", "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--split valid|test", "--tokens N|all", "--data-dir DIR", "--episodes N", "--seed S", "--policy sample|greedy"):
+        assert option in text
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"rrnn {version('relational-rnn')}\n"
+
+
+MISSING_EXTRAS_SCRIPT = """
+import contextlib, io, json, sys
+sys.modules["gymnasium"] = None  # as if the [rl] and [plots] extras were not installed
+sys.modules["matplotlib"] = None
+sys.modules["PIL"] = None
+import relational_rnn
+from relational_rnn.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def test_a_missing_extra_is_one_line_naming_it_and_the_rest_works(bad_inputs, tmp_path):
+    """In a subprocess without gymnasium, matplotlib and pillow: `import relational_rnn`, nth-farthest and
+    every task's presets work; pacman, report and inspect say which extra to install, and write nothing."""
+    import subprocess
+    import sys
+
+    cases = [
+        (["presets", "nth-farthest"], 0, None),
+        (["train", "nth-farthest", "--out", str(tmp_path / "nf"), "--steps", "1", "--progress", "false", *TINY], 0, None),
+        (["train", "pacman", "--out", str(tmp_path / "pm"), "--steps", "1"], 2, "[rl]"),
+        (["train", "pacman", "--help"], 2, "[rl]"),
+        (["presets", "pacman"], 2, "[rl]"),
+        (["report", str(bad_inputs / "good"), "--out", str(tmp_path / "report")], 2, "[plots]"),
+        (["inspect", str(bad_inputs / "good"), "--out", str(tmp_path / "pictures")], 2, "[plots]"),
+    ]
+    before = _files(bad_inputs)
+    done = subprocess.run([sys.executable, "-c", MISSING_EXTRAS_SCRIPT, json.dumps([argv for argv, _, _ in cases])],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    for (argv, expected, extra), (code, err) in zip(cases, json.loads(done.stdout)):
+        assert code == expected, (argv, err)
+        if extra is not None:
+            assert len(err.strip().splitlines()) == 1 and f"pip install 'relational-rnn{extra}'" in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nf"]
+    assert _files(bad_inputs) == before
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "nth-farthest", "--out", "{tmp}/a", "--steps", "0"], "steps must be >= 1"),
+    (["eval", "{tmp}/other-task"], "checkpoint of a lte run"),
+    (["report", "{tmp}/good"], "give --out DIR"),
+])
+def test_bad_input_through_the_real_entry_point_is_one_line(bad_inputs, argv, message):
+    """A few rows of the scan again, as a user runs them: a process of its own, exit code 2, one line."""
+    import subprocess
+    import sys
+
+    before = _files(bad_inputs)
+    done = subprocess.run([sys.executable, "-m", "relational_rnn.cli", *(part.replace("{tmp}", str(bad_inputs)) for part in argv)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=bad_inputs)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert _files(bad_inputs) == before

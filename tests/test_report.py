@@ -46,7 +46,7 @@ def test_report_is_deterministic(runs, tmp_path):
 def test_report_without_runs_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(ConfigError, match="no run directories"):
         write_report([tmp_path], tmp_path / "docs", "x")
-    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "docs")]) == 2
     assert "no such run directory" in capsys.readouterr().err
 
 

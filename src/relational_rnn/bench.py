@@ -15,9 +15,9 @@ ratios are what to quote; absolute times only describe the machine. Per variant 
 * `compile_s` (compiled variant): first step's time minus a steady step, i.e. compilation.
 
     python benchmarks/bench_cores.py                      # all cases, 2 threads, table + JSON lines
-    python benchmarks/bench_cores.py --cases lm-issue nth-issue --repeats 5
+    python benchmarks/bench_cores.py --cases lm-l0sg-shape nth-l0sg-shape --repeats 5
     python benchmarks/bench_cores.py --markdown docs/performance.md   # also write the report
-    rrnn bench --cases nth-issue                          # the same, through the CLI
+    rrnn bench --cases nth-l0sg-shape nth-cpu-preset --threads 1   # the same, through the CLI
 """
 
 from __future__ import annotations
@@ -55,15 +55,15 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "lm-issue": Case(
-        "issue #5 LM comparison shape: 1 slot, 4 heads x 192, key 64, 3-layer MLP, input 192",
+    "lm-l0sg-shape": Case(
+        "the LM shape of the L0SG/relational-rnn-pytorch comparison: 1 slot, 4 heads x 192, key 64, 3-layer MLP, input 192",
         input_size=192, batch=64, steps=100,
         rmc=dict(mem_slots=1, num_heads=4, head_size=192, key_size=64, attention_mlp_layers=3),
         variants=("reference", "autograd", "fast", "compiled", "graphed", *BASELINES, "matmuls"),
         max_repeats=2,
     ),
-    "nth-issue": Case(
-        "issue #5 N-th farthest comparison shape: 8 slots, 8 heads x 32, input 40",
+    "nth-l0sg-shape": Case(
+        "the N-th farthest shape of the L0SG/relational-rnn-pytorch comparison: 8 slots, 8 heads x 32, input 40",
         input_size=40, batch=64, steps=8,
         rmc=dict(mem_slots=8, num_heads=8, head_size=32),
         variants=("reference", "autograd", "fast", "compiled", "graphed", "recompute", *BASELINES, "matmuls"),
@@ -72,28 +72,34 @@ CASES: dict[str, Case] = {
         "LM at cpu scale (the lm task's cpu preset): 1 slot, 2 heads x 64, 2-layer MLP, embedding 128, BPTT 35",
         input_size=128, batch=32, steps=35,
         rmc=dict(mem_slots=1, num_heads=2, head_size=64, attention_mlp_layers=2),
-        variants=("reference", "autograd", "fast", "compiled", *BASELINES),
+        variants=("reference", "autograd", "fast", "compiled", *BASELINES, "matmuls"),
+    ),
+    "nth-cpu-preset": Case(
+        "the N-th farthest cpu preset's core (K=4, d=4): 4 slots, 4 heads x 16, input 16, the preset's batch",
+        input_size=16, batch=256, steps=4,
+        rmc=dict(mem_slots=4, num_heads=4, head_size=16),
+        variants=("reference", "autograd", "fast", *BASELINES, "matmuls"),
     ),
     "lm-paper": Case(
         "LM at paper scale: 1 slot, 4 heads x 625 (2500 units), 5-layer MLP, embedding 512, BPTT 100 "
         "(the paper's batch is 64 per GPU; 4 keeps a step within a minute here)",
         input_size=512, batch=4, steps=100,
         rmc=dict(mem_slots=1, num_heads=4, head_size=625, attention_mlp_layers=5),
-        variants=("reference", "autograd", "fast", *BASELINES),
+        variants=("reference", "autograd", "fast", *BASELINES, "matmuls"),
         max_repeats=0,
     ),
     "nth-paper": Case(
         "N-th farthest paper shape (K=8, d=16): 8 slots, 8 heads x 32, input 40, the paper's batch",
         input_size=40, batch=1600, steps=8,
         rmc=dict(mem_slots=8, num_heads=8, head_size=32),
-        variants=("reference", "autograd", "fast", "recompute", *BASELINES),
+        variants=("reference", "autograd", "fast", "recompute", *BASELINES, "matmuls"),
         max_repeats=0,
     ),
     "lte-paper": Case(
         "LTE paper shape: 4 slots, 4 heads x 128, 'memory' gating, one-hot input 30, the paper's batch, 50 characters",
         input_size=30, batch=128, steps=50,
         rmc=dict(mem_slots=4, num_heads=4, head_size=128, gate_style="memory"),
-        variants=("reference", "autograd", "fast", *BASELINES),
+        variants=("reference", "autograd", "fast", *BASELINES, "matmuls"),
         max_repeats=2,
     ),
 }
@@ -159,7 +165,7 @@ def matmul_floor(case: Case, device: torch.device) -> Callable[[], None]:
 
 
 def op_measurements(repeats: int = 5, inner: int = 50) -> list[dict]:
-    """The op-level timings behind choices in the fused path, on the `nth-issue` shape (batch 64,
+    """The op-level timings behind choices in the fused path, on the `nth-l0sg-shape` shape (batch 64,
     8 slots, 8 heads x 32): tanh against 2 sigmoid(2x) - 1, softmax over 9 keys along the last
     against a middle dimension, and attention forward + backward through
     `scaled_dot_product_attention` against two batched matmuls. CPU, current thread count."""
@@ -340,9 +346,12 @@ def run_case(name: str, case: Case, repeats: int, device: torch.device, variants
         del model
     lstm = next((r for r in results if r["variant"] == "lstm"), None)
     reference = next((r for r in results if r["variant"] == "reference"), None)
+    floor = next((r for r in results if r["variant"] == "matmuls"), None)
     for result in results:
         if lstm:
             result["x_lstm"] = round(result["ms_per_step"] / lstm["ms_per_step"], 2)
+        if floor and result["variant"] not in (*BASELINES, "matmuls"):
+            result["x_floor"] = round(result["ms_per_step"] / floor["ms_per_step"], 2)
         if reference and result["variant"] != "matmuls":
             result["speedup_vs_reference"] = round(reference["ms_per_step"] / result["ms_per_step"], 2)
         print(json.dumps(result), flush=True)
@@ -352,14 +361,14 @@ def run_case(name: str, case: Case, repeats: int, device: torch.device, variants
 def table(results: list[dict]) -> str:
     """A markdown table of all results."""
     lines = [
-        "| case | variant | params | ms / step | tokens / s | x LSTM time | speed-up vs reference "
+        "| case | variant | params | ms / step | tokens / s | x LSTM time | x matmul floor | speed-up vs reference "
         "| activations MiB / sample | compile s | max abs diff vs fast |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['case']} | {r['variant']} | {r['parameters']:,} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} "
-            f"| {r.get('x_lstm', '')} | {r.get('speedup_vs_reference', '')} | {'' if r['act_mib_per_sample'] is None or r['variant'] == 'matmuls' else format(r['act_mib_per_sample'], '.3f')} "
+            f"| {r.get('x_lstm', '')} | {r.get('x_floor', '')} | {r.get('speedup_vs_reference', '')} | {'' if r['act_mib_per_sample'] is None or r['variant'] == 'matmuls' else format(r['act_mib_per_sample'], '.3f')} "
             f"| {r.get('compile_s', '')} | {r.get('max_abs_diff_vs_fast', '')} |"
         )
     return "\n".join(lines)
@@ -398,30 +407,31 @@ def _cpu_name() -> str:
 
 
 TARGETS = [
-    # (description, case, variant, metric, comparison, bound, L0SG/relational-rnn-pytorch figure from the issue)
-    ("LM shape: RMC time / equal-parameter LSTM time", "lm-issue", "fast", "x_lstm", "<=", 1.5, "3.1x"),
-    ("N-th farthest shape: RMC time / equal-parameter LSTM time", "nth-issue", "fast", "x_lstm", "<=", 6.0, "9.1x"),
-    ("LM shape: fast path speed-up over the reference path", "lm-issue", "fast", "speedup_vs_reference", ">=", 1.5, "n/a"),
-    ("N-th farthest shape: activations MiB / sample (fast path)", "nth-issue", "fast", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
-    ("N-th farthest shape: activations MiB / sample (fast path, recompute=True)", "nth-issue", "recompute", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
-    ("N-th farthest shape: RMC time / LSTM time with recompute=True", "nth-issue", "recompute", "x_lstm", "<=", 6.0, "9.1x"),
-    ("LM shape: RMC time / LSTM time, compiled", "lm-issue", "compiled", "x_lstm", "<=", 1.5, "3.1x"),
-    ("N-th farthest shape: RMC time / LSTM time, compiled", "nth-issue", "compiled", "x_lstm", "<=", 6.0, "9.1x"),
+    # (description, case, variant, metric, comparison, bound, L0SG/relational-rnn-pytorch figure)
+    ("N-th farthest L0SG shape: RMC time / equal-parameter LSTM time", "nth-l0sg-shape", "fast", "x_lstm", "<=", 5.0, "9.1x"),
+    ("N-th farthest L0SG shape: RMC time / its matmul floor", "nth-l0sg-shape", "fast", "x_floor", "<=", 1.35, "n/a"),
+    ("LM cpu preset: RMC time / LSTM time (1 thread)", "lm-cpu", "fast", "x_lstm", "<=", 2.0, "n/a"),
+    ("LM L0SG shape: RMC time / LSTM time (2 threads)", "lm-l0sg-shape", "fast", "x_lstm", "<=", 1.0, "3.1x"),
+    ("N-th farthest cpu preset's core: RMC time / LSTM time (1 thread)", "nth-cpu-preset", "fast", "x_lstm", "<=", 3.0, "n/a"),
+    ("LM L0SG shape: fast path speed-up over the reference path", "lm-l0sg-shape", "fast", "speedup_vs_reference", ">=", 1.5, "n/a"),
+    ("N-th farthest L0SG shape: activations MiB / sample (fast path)", "nth-l0sg-shape", "fast", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
 ]
 
 
 def targets_table(results: list[dict]) -> str:
-    lines = ["| target | bound | measured | met? | L0SG port (issue) |", "|---|---|---|---|---|"]
+    """Each target with its measured value, whether it is met, and the case's matmul floor beside it."""
+    lines = ["| target | bound | measured | met? | matmul floor x LSTM | L0SG port |", "|---|---|---|---|---|---|"]
     for text, case, variant, metric, comparison, bound, theirs in TARGETS:
         found = next((r for r in results if r["case"] == case and r["variant"] == variant and metric in r), None)
+        floor = next((r for r in results if r["case"] == case and r["variant"] == "matmuls"), {})
         if found is None:
-            lines.append(f"| {text} | {comparison} {bound} | not run | | {theirs} |")
+            lines.append(f"| {text} | {comparison} {bound} | not run | | | {theirs} |")
             continue
         value = found[metric]
         met = value <= bound if comparison == "<=" else value >= bound
         gap = value / bound if comparison == "<=" else bound / value
         verdict = "yes" if met else f"no ({gap:.2f}x off)"
-        lines.append(f"| {text} | {comparison} {bound} | {value} | {verdict} | {theirs} |")
+        lines.append(f"| {text} | {comparison} {bound} | {value} | {verdict} | {floor.get('x_lstm', '')} | {theirs} |")
     return "\n".join(lines)
 
 
@@ -449,35 +459,35 @@ def _limits_text(results: list[dict], device: str) -> str:
         return f"""What limits each case (from this run's table and the profiles below):
 
 - kernel launches, not arithmetic. The `matmuls` row (the RMC's matrix products alone) is
-  {_ratio(results, "nth-issue", "matmuls")}x the LSTM's time on `nth-issue` and {_ratio(results, "lm-issue", "matmuls")}x on `lm-issue`, but every eager RMC path
-  ({_ratio(results, "nth-issue", "fast")}x and {_ratio(results, "lm-issue", "fast")}x for `fast`) launches ~100 small kernels per time step from
+  {_ratio(results, "nth-l0sg-shape", "matmuls")}x the LSTM's time on `nth-l0sg-shape` and {_ratio(results, "lm-l0sg-shape", "matmuls")}x on `lm-l0sg-shape`, but every eager RMC path
+  ({_ratio(results, "nth-l0sg-shape", "fast")}x and {_ratio(results, "lm-l0sg-shape", "fast")}x for `fast`) launches ~100 small kernels per time step from
   Python, each waiting on the CPU, while cuDNN's LSTM runs a whole sequence in a few kernels.
   The fused path launches about as many kernels as `fast_step` under autograd, so on the GPU
   it saves memory, not time;
 - `graphed` captures the fast path's forward and backward as CUDA graphs
   (`torch.cuda.make_graphed_callables`, static shapes) and replays them without the CPU:
-  {_ratio(results, "nth-issue", "graphed")}x the LSTM on `nth-issue`, {_ratio(results, "lm-issue", "graphed")}x on `lm-issue` (100 steps of small kernels
+  {_ratio(results, "nth-l0sg-shape", "graphed")}x the LSTM on `nth-l0sg-shape`, {_ratio(results, "lm-l0sg-shape", "graphed")}x on `lm-l0sg-shape` (100 steps of small kernels
   remain), the same outputs as `fast` (`max abs diff vs fast` 0). It needs a fixed batch
   and sequence length, as a training loop with fixed BPTT has;
 - `compiled` fuses elementwise kernels and helps (fewer launches) but keeps the per-step loop."""
     return f"""What limits each case (from this run's table and the profiles below):
 
 - the `matmuls` row is the RMC's matrix products alone, the same shapes on random data: no
-  RMC path can be faster. On `nth-issue` it is {_ratio(results, "nth-issue", "matmuls")}x the LSTM's time,
-  the fused path {_ratio(results, "nth-issue", "fast")}x. The RMC does about 6.2x the LSTM's multiply-adds
+  RMC path can be faster. On `nth-l0sg-shape` it is {_ratio(results, "nth-l0sg-shape", "matmuls")}x the LSTM's time,
+  the fused path {_ratio(results, "nth-l0sg-shape", "fast")}x. The RMC does about 6.2x the LSTM's multiply-adds
   per token on this shape (qkv 8 x 256 x 768, MLP 2 x 8 x 256 x 256 and gates 8 x 256 x 512 per
   token, against the LSTM's 4 x 369 x 409), so per multiply-add its matrix products run
-  {per_flop("nth-issue", 6.2)}x as fast as the LSTM's fused oneDNN kernel (`mkldnn_rnn_layer`, one call for
+  {per_flop("nth-l0sg-shape", 6.2)}x as fast as the LSTM's fused oneDNN kernel (`mkldnn_rnn_layer`, one call for
   all T steps);
 - the rest is ~100 small ops per RMC step (layer norms, tanh and sigmoid, the 8 x 9 attention as
   batched matmuls over B x heads tiny matrices, copies), each 20-300 us at these sizes and
-  launched from Python. Reaching 6x the LSTM on `nth-issue` would need all of them to add at
-  most {allowance("nth-issue", 6.0)} to the matrix products' time; here they add {overhead("nth-issue")}. On this CPU
+  launched from Python. Reaching 6x the LSTM on `nth-l0sg-shape` would need all of them to add at
+  most {allowance("nth-l0sg-shape", 6.0)} to the matrix products' time; here they add {overhead("nth-l0sg-shape")}. On this CPU
   `torch.tanh` is slow (the fused path computes it as 2 sigmoid(2x) - 1, see the op-level
   table) and `torch.compile` fuses the small ops without making the step much cheaper
   (compare `compiled`);
-- on `lm-issue` (one memory slot) the matrix products are {_ratio(results, "lm-issue", "matmuls")}x the LSTM
-  and the fused path {_ratio(results, "lm-issue", "fast")}x: with one slot the RMC does about the LSTM's
+- on `lm-l0sg-shape` (one memory slot) the matrix products are {_ratio(results, "lm-l0sg-shape", "matmuls")}x the LSTM
+  and the fused path {_ratio(results, "lm-l0sg-shape", "fast")}x: with one slot the RMC does about the LSTM's
   arithmetic per parameter;
 - with `recompute=True` the forward of every step runs twice."""
 
@@ -526,10 +536,10 @@ Over tens of recurrent steps the recurrence amplifies float32 rounding, so diffe
 1e-4 to 1e-3 after 100 steps are expected (each float32 path is about that far from a
 float64 run); in float64 the paths agree to 1e-10 even after 100 steps (tests/test_fast_path.py).
 
-## Targets of issue #5
+## Targets
 
-The L0SG/relational-rnn-pytorch figures are those the issue quotes (same machine, 2 threads);
-they were not re-measured here.
+The L0SG/relational-rnn-pytorch figures were measured on this machine in an earlier session (2 threads);
+they were not re-measured here. A target's thread count applies when the run used it (see the header).
 
 {targets_table(results)}
 
@@ -575,16 +585,16 @@ on inductor's on-disk cache.
     path.write_text(text)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
     parser = argparse.ArgumentParser(
-        prog="bench_cores.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default: all)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="variants to run (default: each case's own list)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2, as in the issue's targets)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed training steps per variant, after one warm-up")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--markdown", type=Path, help="also write this markdown report (with profiles of the two issue shapes)")
+    parser.add_argument("--markdown", type=Path, help="also write this markdown report (with profiles of the two L0SG shapes)")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.repeats < 1:
         parser.error("--threads and --repeats must be >= 1")
@@ -602,12 +612,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.markdown:
         profiles = {}
-        for name in ("lm-issue", "nth-issue"):
+        for name in ("lm-l0sg-shape", "nth-l0sg-shape"):
             if name in args.cases:
                 for variant in ("fast", "lstm"):
                     profiles[f"{name}, {variant}"] = profile_case(CASES[name], variant, device)
         context = dict(
-            command="python benchmarks/bench_cores.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            command=prog + " " + " ".join(argv if argv is not None else sys.argv[1:]),
             machine=f"{_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
             + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
             torch=torch.__version__,
@@ -616,7 +626,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             threads_text=(
                 "GPU times taken after `torch.cuda.synchronize()`"
                 if device.type == "cuda"
-                else f"**threads: {args.threads}** (the issue's targets are quoted for 2 threads; a second "
+                else f"**threads: {args.threads}** (a second "
                 "thread only helps when the second core is free)"
             ),
             repeats=args.repeats,

@@ -6,11 +6,12 @@
     rrnn generate DIR --prompt "..." --tokens N --temperature T [--seed S]
     rrnn play DIR [--out episode.gif] [--seed S]
     rrnn presets TASK
-    rrnn report RUN_DIR... --out docs
+    rrnn report RUN_DIR... --out DIR               (--out docs rewrites the committed docs/results.md)
     rrnn report RUN_DIR... --into docs/nth_farthest.md --section ladder [--kind comparison|runs]
     rrnn inspect DIR --samples K --out DIR
     rrnn demo
     rrnn bench [--cases ...] [--threads N] [--markdown docs/performance.md]
+    rrnn --version
 
 Any config field can be set as `--field-name VALUE` (e.g. `--mem-slots 4 --lr 3e-4`), or as
 `--section.field VALUE` where a name is in two sections.
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 
 # torch and everything built on it are imported inside the commands, so that a Ctrl-C while they
 # load (seconds) reaches `main`'s handling: one line, not a traceback.
+from . import __version__  # the package's one version (pyproject.toml reads it too); imports no torch
+
 if TYPE_CHECKING:
     from .train.config import RunConfig
 
@@ -86,6 +89,66 @@ def build_run_config(task_name: str, preset: str, overrides: Sequence[tuple[str,
     for name, value in overrides:
         run.override(name, value)
     return run
+
+
+class _TrainHelp(argparse.Action):
+    """`rrnn train [TASK] --help`: the options, then (given a task) every config field of the task,
+    core and train sections as an option, with each preset's value and the field's description."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: Optional[str] = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None) -> NoReturn:
+        text = parser.format_help()
+        task = getattr(namespace, "task", None)
+        if task is None:
+            text += "\nrrnn train TASK --help lists TASK's config fields (tasks: nth-farthest, lte, lm, pacman).\n"
+        else:
+            from .extras import MissingExtraError
+
+            try:
+                text += "\n" + config_fields_help(task)
+            except (ValueError, MissingExtraError) as error:  # an unknown task, or one whose extra is not installed
+                parser.exit(2, f"{parser.prog}: error: {error}\n")
+        sys.stdout.write(text)
+        parser.exit(0)
+
+
+def config_fields_help(task_name: str, width: int = 100) -> str:
+    """Every config field of a task's run as its option: each preset's value and the field's description."""
+    import textwrap
+
+    from .tasks import get_task
+    from .train.config import field_descriptions
+
+    presets = get_task(task_name).presets()
+    sections = {name: {preset: getattr(chosen, name) for preset, chosen in presets.items()} for name in ("task", "core", "train")}
+    owners: dict[str, int] = {}
+    for configs in sections.values():
+        for f in dataclasses.fields(next(iter(configs.values()))):
+            owners[f.name] = owners.get(f.name, 0) + 1
+    lines = [f"config fields of {task_name} (set any as --name VALUE; values: {', '.join(f'{p} preset' for p in presets)}):"]
+    for section, configs in sections.items():
+        config_type = type(next(iter(configs.values())))
+        lines.append(f"\n{section}:")
+        for name, description in field_descriptions(config_type).items():
+            option = f"--{section}.{name}" if owners[name] > 1 else f"--{name.replace('_', '-')}"
+            values = " | ".join(f"{preset} {json.dumps(getattr(config, name))}" for preset, config in configs.items())
+            lines.append(f"  {option}  [{values}]")
+            if description:
+                lines.extend(textwrap.wrap(description, width, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines) + "\n"
+
+
+EVAL_OPTIONS = """evaluation options, by the run's task (strings, as --name VALUE):
+  nth-farthest, lte  none: the fixed evaluation set of the run's config
+  lm       --split valid|test    a whole split (default: the run's eval_split, limited to eval_tokens)
+           --tokens N|all        only the first N tokens of the split
+           --data-dir DIR        the corpus, if it moved since training (the files must hash the same)
+  pacman   --episodes N          evaluation episodes (default: the run's eval_episodes)
+           --seed S              the first episode's environment seed (default: the run's eval_seed)
+           --policy sample|greedy  sample actions (default) or take the most likely one
+"""
 
 
 def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -280,6 +343,9 @@ def command_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
         command = "rrnn report " + " ".join([*args.run_dirs, "--into", args.into, "--section", args.section, "--kind", args.kind])
         path = write_section([Path(p) for p in args.run_dirs], Path(args.into), args.section, args.kind, command)
     else:
+        if args.out is None:
+            raise UsageError("give --out DIR, the folder for results.md and its plots (--out docs rewrites the committed "
+                             "docs/results.md), or --into FILE --section NAME")
         command = "rrnn report " + " ".join([*args.run_dirs, "--out", args.out])
         path = write_report([Path(p) for p in args.run_dirs], Path(args.out), command)
     print(f"wrote {path}")
@@ -295,9 +361,11 @@ def command_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train_parser = commands.add_parser("train", help="train a task; unknown --name VALUE options set config fields")
+    train_parser = commands.add_parser("train", add_help=False, help="train a task; unknown --name VALUE options set config fields")
+    train_parser.add_argument("-h", "--help", action=_TrainHelp, help="show this help and every config field of TASK, then exit")
     train_parser.add_argument("task", help="nth-farthest, lte, lm or pacman")
     train_parser.add_argument("--out", required=True, help="run directory")
     train_parser.add_argument("--core", help="recurrent core, one registered in relational_rnn.cores (docs/cores.md; an unknown "
@@ -312,7 +380,8 @@ def make_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train_parser.set_defaults(handler=command_train)
 
-    eval_parser = commands.add_parser("eval", help="reload a run's checkpoint and report its metric on the fixed evaluation set")
+    eval_parser = commands.add_parser("eval", help="reload a run's checkpoint and report its metric on the fixed evaluation set",
+                                      epilog=EVAL_OPTIONS, formatter_class=argparse.RawDescriptionHelpFormatter)
     eval_parser.add_argument("run_dir")
     eval_parser.add_argument("--device", choices=["cpu", "cuda"])
     eval_parser.set_defaults(handler=command_eval)
@@ -345,7 +414,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     report_parser = commands.add_parser("report", help="write results.md and learning curves from run directories")
     report_parser.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
-    report_parser.add_argument("--out", default="docs", help="folder for results.md and the plots")
+    report_parser.add_argument("--out", help="folder for results.md and the plots (required without --into; --out docs "
+                               "rewrites the committed docs/results.md)")
     report_parser.add_argument("--into", help="instead: rewrite one marked section of this markdown file (e.g. docs/nth_farthest.md)")
     report_parser.add_argument("--section", help="the section's name, as in its marker line '<!-- rrnn report: NAME -->'")
     report_parser.add_argument("--kind", default="comparison", choices=["comparison", "runs"],
@@ -389,6 +459,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("train", "eval", "demo", "presets", "bench"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    from .extras import missing_extra
     from .train.checkpoint import CheckpointError
     from .train.loop import RunDirectoryError
 
@@ -396,6 +467,12 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return args.handler(args, extra)
     except (ValueError, OSError, CheckpointError, RunDirectoryError, FloatingPointError) as error:  # bad input: one line, no traceback
         print(f"rrnn: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        missing = missing_extra(error, f"rrnn {args.command}")
+        if missing is None:
+            raise  # a bug: its traceback is what to report
+        print(f"rrnn: error: {missing}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:
         if not _out_of_memory(error):

@@ -64,32 +64,32 @@ class CoreConfig:
     have defaults, so older config.json files still load.
     """
 
-    core: str = "rmc"
-    mem_slots: int = 4
-    head_size: int = 16
-    num_heads: int = 4
-    num_blocks: int = 1
-    gate_style: Optional[str] = "unit"
-    attention_mlp_layers: int = 2
-    key_size: Optional[int] = None
+    core: str = "rmc"  # which core: a name in the registry CORES (rmc, lstm, gru, transformer, deltanet)
+    mem_slots: int = 4  # RMC: memory slots N
+    head_size: int = 16  # RMC: width of each attention head (a slot is num_heads * head_size wide)
+    num_heads: int = 4  # RMC: attention heads
+    num_blocks: int = 1  # RMC: attention blocks (attend, then MLP) per time step
+    gate_style: Optional[str] = "unit"  # RMC: "unit" (a gate per unit), "memory" (per slot) or None (no gating)
+    attention_mlp_layers: int = 2  # RMC: layers of the MLP after each attention block
+    key_size: Optional[int] = None  # RMC: width of queries and keys per head (None: head_size)
     attention_scale: str = "key"  # "key" or "qkv", see docs/core.md
     attention: str = "full"  # ablation (docs/questions.md): "full", "input-only" (no slot-to-slot exchange) or "none"
     slot_binding: str = "learned"  # "learned" (the paper's model) or "position": a diagnostic oracle, input t written into slot t mod N only
-    forget_bias: float = 1.0
-    input_bias: float = 0.0
-    lstm_hidden: Optional[int] = None
-    lstm_layers: int = 1
+    forget_bias: float = 1.0  # RMC: constant added to the forget gate before its sigmoid
+    input_bias: float = 0.0  # RMC: constant added to the input gate before its sigmoid
+    lstm_hidden: Optional[int] = None  # LSTM width (None: sized to the RMC's parameter count)
+    lstm_layers: int = 1  # stacked LSTM layers
     size_to_parameters: Optional[int] = None  # the parameter count the non-RMC cores are sized to (None: the RMC's)
-    gru_hidden: Optional[int] = None
-    gru_layers: int = 1
+    gru_hidden: Optional[int] = None  # GRU width (None: sized to the RMC's parameter count)
+    gru_layers: int = 1  # stacked GRU layers
     transformer_size: Optional[int] = None  # model width, a multiple of transformer_heads
-    transformer_layers: int = 2
-    transformer_heads: int = 4
+    transformer_layers: int = 2  # Transformer layers
+    transformer_heads: int = 4  # Transformer attention heads
     transformer_window: int = 128  # steps of keys and values each layer keeps (the state)
     transformer_mlp_size: Optional[int] = None  # None: 4 * transformer_size, or sized with it
     deltanet_size: Optional[int] = None  # model width, a multiple of deltanet_heads
-    deltanet_layers: int = 2
-    deltanet_heads: int = 4
+    deltanet_layers: int = 2  # DeltaNet layers
+    deltanet_heads: int = 4  # DeltaNet heads, one matrix memory each
     deltanet_mlp_size: Optional[int] = None  # None: 4 * deltanet_size, or sized with it
 
 

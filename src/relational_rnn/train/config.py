@@ -27,15 +27,15 @@ class TrainConfig:
 
     steps: Optional[int] = 1000  # stop after this many optimiser steps (None: no step limit)
     minutes: Optional[float] = None  # ... or after this much training time, whichever comes first
-    lr: float = 1e-3
+    lr: float = 1e-3  # Adam's learning rate (the peak, after any warm-up)
     lr_final: Optional[float] = None  # if set, lr decays as lr * lr_decay_rate ** (step / lr_decay_steps), floored here
-    lr_decay_rate: float = 0.9
-    lr_decay_steps: int = 10_000
+    lr_decay_rate: float = 0.9  # the decay's factor per lr_decay_steps (with lr_final only)
+    lr_decay_steps: int = 10_000  # steps over which lr shrinks by lr_decay_rate (with lr_final only)
     lr_warmup_steps: int = 0  # if > 0, lr rises linearly from lr / lr_warmup_steps to lr over these first steps
     clip_norm: Optional[float] = None  # clip gradients to this global L2 norm
-    eval_every: int = 500
+    eval_every: int = 500  # steps between evaluations on the fixed evaluation set (one metrics.jsonl line each)
     checkpoint_every: Optional[int] = None  # extra checkpoints between evaluations (default: at evaluations)
-    seed: int = 0
+    seed: int = 0  # seeds the model's initialisation, the training data and every sampler
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core). The cpu presets use 1:
     # their small matrices gain nothing from a second thread and lose much when the other core is busy
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
@@ -227,3 +227,61 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
             continue
     readable = " or ".join(getattr(k, "__name__", str(k)) for k in options)
     raise ConfigError(f"{name} expects {readable}, got {value!r}")
+
+
+def field_descriptions(config_type: type) -> dict[str, str]:
+    """One line per field of a config dataclass, for `rrnn train TASK --help`.
+
+    A field's `metadata["help"]` if it has one; else its comment in the class's source: the
+    comment on the field's line, continued by the comment-only lines under it, or, for a field
+    without one, the comment-only lines right above it (the descriptions live beside the
+    defaults, where whoever adds a field writes them); else "".
+    """
+    import inspect
+    import io
+    import itertools
+    import textwrap
+    import tokenize
+
+    names = {f.name for f in dataclasses.fields(config_type)}
+    found: dict[str, list[str]] = {}
+    try:
+        source = textwrap.dedent(inspect.getsource(config_type))
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (OSError, TypeError, tokenize.TokenError, IndentationError):  # no source (a frozen install): metadata only
+        tokens = []
+    previous, current, pending, line_start = None, None, [], True
+    for index, token in enumerate(tokens):
+        if token.type in (tokenize.NEWLINE, tokenize.NL):
+            line_start = True
+            continue
+        if token.type in (tokenize.INDENT, tokenize.DEDENT):
+            continue
+        text = token.string.lstrip("#").strip() if token.type == tokenize.COMMENT else None
+        if text is not None and not line_start and current is not None:  # the field's own comment
+            found[current] = [text]
+        elif text is not None and line_start:  # a comment-only line: the previous field's, or the next one's
+            pending.append(text)
+        elif line_start:
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            is_field = token.type == tokenize.NAME and token.start[1] > 0 and token.string in names and following is not None and following.string == ":"
+            if is_field:
+                rest = itertools.takewhile(lambda t: t.type != tokenize.NEWLINE, tokens[index:])
+                commented = any(t.type == tokenize.COMMENT for t in rest)
+                if pending and not commented:  # the lines above a field without a comment describe it
+                    found[token.string] = list(pending)
+                elif previous is not None and previous in found:  # else they continue the commented field above
+                    found[previous].extend(pending)
+                pending = []
+                current = previous = token.string
+            else:
+                current = None
+        if text is None:
+            line_start = False
+    if previous is not None and previous in found:
+        found[previous].extend(pending)
+    descriptions = {}
+    for f in dataclasses.fields(config_type):
+        text = f.metadata.get("help") or " ".join(found.get(f.name, []))
+        descriptions[f.name] = " ".join(text.split())
+    return descriptions
