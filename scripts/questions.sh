@@ -7,7 +7,7 @@
 #   slots       mem_slots 1, 2, 8, 16 (4 is attention/full); the core's parameters do not depend on N
 #   baselines   a Transformer whose window holds the whole sequence ("memory that grows"), LSTM, GRU,
 #               DeltaNet, each sized to the RMC's parameter count
-# then `analyse` (probes, attention statistics, cost per slot count: scripts/questions.py) and the
+# then `analyse` (which slot reads which arriving vector: scripts/questions.py, needs the runs' checkpoints) and the
 # doc's tables (`rrnn report`). A finished run is skipped; a stopped one continues from its checkpoint.
 # Usage: bash scripts/questions.sh [attention|binding|slots|baselines|runs|analyse|report]  (default: all)
 set -euo pipefail
@@ -41,9 +41,9 @@ case "$WHAT" in
   slots) slots_jobs | run_queue nth-farthest ;;
   baselines) baseline_jobs | run_queue nth-farthest ;;
   runs) { attention_jobs; binding_jobs; slots_jobs; baseline_jobs; } | run_queue nth-farthest ;;
-  analyse) $PYTHON scripts/questions.py "$OUT" ;;
+  analyse) $PYTHON scripts/questions.py "$OUT"/attention/full-seed{0,1,2} ;;
   report) report ;;
   all) { attention_jobs; binding_jobs; slots_jobs; baseline_jobs; } | run_queue nth-farthest
-       $PYTHON scripts/questions.py "$OUT"; report ;;
+       $PYTHON scripts/questions.py "$OUT"/attention/full-seed{0,1,2}; report ;;
   *) echo "usage: $0 [attention|binding|slots|baselines|runs|analyse|report]" >&2; exit 2 ;;
 esac
