@@ -20,9 +20,9 @@ from relational_rnn.cores import count_parameters
 from relational_rnn.tasks import get_task
 
 CONFIGS = [  # (core, adaptive softmax, cut-off fractions)
-    ("rmc", "false", None),
+    ("rmc", "false", None),  # the preset's head: the full softmax tied to the embedding
     ("rmc", "true", "0.9,0.98"),
-    ("rmc", "true", None),  # the preset's
+    ("rmc", "true", None),  # the preset's head until 2026-12 (docs/lm.md)
     ("lstm", "false", None),
     ("lstm", "true", None),
 ]

@@ -1,4 +1,4 @@
-"""A slow, obviously-correct Relational Memory Core step, written from spec/rmc.md with plain loops.
+"""A slow, obviously-correct Relational Memory Core step, written from the spec (docs/core.md) with plain loops.
 
 It reads the weights of a `RelationalMemoryCell` by name but shares no code with it: every
 matrix product, layer norm, softmax and gate is spelled out element by element, so a bug in
@@ -38,6 +38,10 @@ def reference_initial_memory(batch, slots, width, dtype=torch.float64):
 def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
     """One spec step for every batch entry: x_t [B, input_size], memory [B, N, D] -> next memory.
 
+    With `cell.input_rows` = R, x_t is [B, R, input_size]: each row is projected by the same
+    input projection and appended to the memory rows, attention runs over all N + R rows, and
+    the gates' input part reads the R projected rows concatenated (Sonnet's treat_input_as_matrix).
+
     `attention_scale` (None: the cell's option): "key" divides the queries by sqrt(key_size),
     "qkv" by sqrt(2 key_size + head_size), the qkv size of one head (Sonnet's June 2018 release).
     The ablations (docs/questions.md) follow the cell's options: `cell.attention` "input-only"
@@ -55,10 +59,11 @@ def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
     mlp_linears = sorted({name.split(".")[1] for name in p if name.startswith("mlp.")}, key=int)
     result = torch.zeros_like(memory)
     for b in range(B):
-        # 1. project the input to one row; 2. append it to the memory rows.
-        x = _linear(p["input_projection.weight"], p["input_projection.bias"], x_t[b])
-        rows = [memory[b, i] for i in range(N)] + [x]
-        R = N + 1
+        # 1. project the input to one row (each input row to one row); 2. append them to the memory rows.
+        inputs = [x_t[b]] if getattr(cell, "input_rows", None) is None else [x_t[b, r] for r in range(x_t.shape[1])]
+        projected = [_linear(p["input_projection.weight"], p["input_projection.bias"], row) for row in inputs]
+        rows = [memory[b, i] for i in range(N)] + projected
+        R = len(rows)
         # 3. the attention blocks, each with its own projection and norms, one MLP shared.
         for blk in range(cell.num_blocks):
             pre = f"blocks.{blk}."
@@ -71,7 +76,7 @@ def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
                 out = []
                 for h in range(H):
                     q = qkv[i][h * per_head : h * per_head + k] / divisor
-                    allowed = [j for j in range(R) if cell.attention == "full" or j in (i, R - 1)]
+                    allowed = [j for j in range(R) if cell.attention == "full" or j == i or j >= N]
                     logits = [sum(q[a] * qkv[j][h * per_head + k + a] for a in range(k)) for j in allowed]
                     top = max(logits)
                     exps = [torch.exp(logit - top) for logit in logits]
@@ -100,7 +105,8 @@ def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
             if cell.gate_style is None:
                 result[b, i] = attended_memory[i]
                 continue
-            pre_act = _linear(p["gate_input.weight"], p["gate_input.bias"], x) + _linear(
+            every_input_row = torch.cat(projected)
+            pre_act = _linear(p["gate_input.weight"], p["gate_input.bias"], every_input_row) + _linear(
                 p["gate_memory.weight"], p["gate_memory.bias"], torch.tanh(memory[b, i])
             )
             g = pre_act.shape[0] // 2
@@ -114,13 +120,14 @@ def reference_step(cell, x_t, memory, attention_scale=None, step_index=None):
     return result
 
 
-def reference_parameter_count(input_size, mem_slots, head_size, num_heads=1, num_blocks=1, gate_style="unit", attention_mlp_layers=2, key_size=None):
-    """The spec's formula."""
+def reference_parameter_count(input_size, mem_slots, head_size, num_heads=1, num_blocks=1, gate_style="unit",
+                              attention_mlp_layers=2, key_size=None, input_rows=None):
+    """The spec's formula (the gates' input Linear reads input_rows rows of width D)."""
     k = key_size or head_size
     D = num_heads * head_size
     F = num_heads * (2 * k + head_size)
     g = D if gate_style == "unit" else 1
     total = input_size * D + D + num_blocks * (D * F + F + 2 * F + 4 * D) + attention_mlp_layers * (D * D + D)
     if gate_style is not None:
-        total += 2 * (D * 2 * g + 2 * g)
+        total += (input_rows or 1) * D * 2 * g + 2 * g + D * 2 * g + 2 * g
     return total

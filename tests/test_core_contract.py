@@ -1,5 +1,5 @@
 """The core contract (cores/base.py), checked for every registered core: shapes in both layouts,
-lengths, chunked == whole with the state carried (and gradients through it), reset, detach,
+lengths, PackedSequence inputs, chunked == whole with the state carried (and gradients through it), reset, detach,
 select, state_dict round trip, float64, `.to()`, sizing, and Mini Pac-Man training through the
 loop (whose task carries the core's state from step to step): stopped and resumed, and killed
 with SIGKILL and resumed, both equal to an uninterrupted run."""
@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from relational_rnn.cli import build_run_config
 from relational_rnn.cores import CORES, CoreConfig, RecurrentCore, build_core, count_parameters
@@ -99,6 +100,45 @@ def test_lengths_give_each_entry_the_state_after_its_own_last_step(name, batch_f
         alone_outputs, alone_state = core(feed(x[entry : entry + 1, :length]))
         torch.testing.assert_close(outputs[entry : entry + 1, :length], feed(alone_outputs), rtol=0, atol=1e-10)
         _assert_states_equal(core, core.select_state(state, torch.tensor([entry])), alone_state, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False], ids=["sorted", "unsorted"])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("name", ALL_CORES)
+def test_a_packed_sequence_gives_packed_outputs_equal_to_the_padded_call_with_lengths(name, batch_first, enforce_sorted):
+    """As with nn.LSTM: a PackedSequence in, a PackedSequence out, packed the same way (batch_sizes,
+    sorted_indices, unsorted_indices), holding the outputs of the padded call with `lengths`; the
+    final state (in the batch's original order) is that call's too, and gradients flow."""
+    core = _core(name, batch_first=batch_first)
+    lengths = torch.tensor([9, 5, 5, 1]) if enforce_sorted else torch.tensor([5, 9, 1, 5])  # ties included
+    feed = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))
+    x = feed(torch.randn(4, 9, 3, dtype=torch.float64)).requires_grad_(True)
+    _, start = core(feed(torch.randn(4, 2, 3, dtype=torch.float64)))  # a state that is not the initial one
+    packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=enforce_sorted)
+    outputs, state = core(packed, start)
+    padded_outputs, padded_state = core(x, start, lengths=lengths)
+    expected = pack_padded_sequence(padded_outputs, lengths, batch_first=batch_first, enforce_sorted=enforce_sorted)
+    assert isinstance(outputs, PackedSequence)
+    assert torch.equal(outputs.batch_sizes, packed.batch_sizes)
+    for got, want in ((outputs.sorted_indices, packed.sorted_indices), (outputs.unsorted_indices, packed.unsorted_indices)):
+        assert (got is None and want is None) or torch.equal(got, want)
+    torch.testing.assert_close(outputs.data, expected.data, rtol=0, atol=1e-12)
+    _assert_states_equal(core, state, padded_state, rtol=0, atol=1e-12)
+    unpacked, unpacked_lengths = pad_packed_sequence(outputs, batch_first=batch_first)
+    assert torch.equal(unpacked_lengths, lengths) and unpacked.shape[-1] == core.output_size
+    (gradient,) = torch.autograd.grad(outputs.data.square().sum(), x)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+    with pytest.raises(ValueError, match="carries its own lengths"):
+        core(packed, start, lengths=lengths)
+
+
+def test_the_lstm_core_packs_its_outputs_exactly_as_nn_lstm_does():
+    core = _core("lstm")
+    packed = pack_padded_sequence(torch.randn(6, 3, 3, dtype=torch.float64), torch.tensor([4, 6, 2]), enforce_sorted=False)
+    outputs, (h, c) = core(packed)
+    reference, (h_ref, c_ref) = core.lstm(packed)
+    for got, want in zip((*outputs, h, c), (*reference, h_ref, c_ref), strict=True):
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("name", ALL_CORES)

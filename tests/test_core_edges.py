@@ -1,5 +1,8 @@
 """RelationalMemory as torch users use it: empty sequences, wrong dtypes, torch.func and double backward
-on the default (fused) path, each checked against the straightforward path or a plain loop."""
+on the default (fused) path, each checked against the straightforward path or a plain loop; infinite
+gate biases, the meta device and torch.jit.trace."""
+
+import warnings
 
 import pytest
 import torch
@@ -92,3 +95,60 @@ def test_plain_backward_still_takes_the_hand_written_path(monkeypatch):
     rmc(torch.randn(4, 2, 3, dtype=torch.float64))[0].sum().backward()
     assert calls == []
 
+
+
+PATHS = {"straightforward": dict(fast=False), "fused": dict(), "autograd": dict(fused=False), "two blocks": dict(num_blocks=2)}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("gate_style", ["unit", "memory"])
+def test_infinite_gate_biases_make_the_memory_ignore_the_input(gate_style, path):
+    """forget_bias=+inf, input_bias=-inf: forget gate 1, input gate 0, so M' = 0 * tanh(A) + 1 * M = M
+    exactly, whatever the input, and no gradient reaches the input (none of it NaN)."""
+    rmc = RelationalMemory(3, 2, 4, num_heads=2, gate_style=gate_style, forget_bias=float("inf"),
+                           input_bias=float("-inf"), **PATHS[path]).double()  # fmt: skip
+    assert (rmc.forget_bias, rmc.input_bias) == (float("inf"), float("-inf"))
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    start = torch.randn(3, 2, 8, dtype=torch.float64, requires_grad=True)
+    outputs, final = rmc(x, start)
+    assert torch.equal(final, start) and torch.equal(outputs, start.flatten(1).expand(5, -1, -1))
+    assert torch.equal(rmc(torch.zeros_like(x), start)[0], outputs)  # the same as with no input at all
+    grads = torch.autograd.grad((outputs * torch.randn_like(outputs)).sum(), [x, start, *rmc.parameters()], allow_unused=True)
+    assert torch.equal(grads[0], torch.zeros_like(x))
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("bias", ["forget_bias", "input_bias"])
+def test_a_nan_gate_bias_is_refused_and_infinities_are_not(bias):
+    with pytest.raises(ValueError, match=rf"^{bias} must be a number \(infinities allowed, not NaN\), got nan"):
+        RelationalMemory(3, 2, 4, **{bias: float("nan")})
+    for value in (float("inf"), float("-inf")):
+        assert getattr(RelationalMemory(3, 2, 4, **{bias: value}), bias) == value
+
+
+@pytest.mark.parametrize("path", ["default", "straightforward"])
+def test_a_module_moved_to_meta_runs_and_gives_meta_tensors_of_the_right_shapes(path):
+    rmc = RelationalMemory(3, 2, 4, num_heads=2, fast=path == "default", batch_first=True).to("meta")
+    x = torch.randn(5, 7, 3, device="meta")
+    outputs, memory = rmc(x)
+    assert outputs.device.type == memory.device.type == "meta"
+    assert outputs.shape == (5, 7, 16) and memory.shape == (5, 2, 8)
+    assert rmc(x, memory, lengths=torch.full((5,), 7))[1].shape == (5, 2, 8)
+    built_there = RelationalMemory(3, 2, 4, num_heads=2, input_rows=2, device="meta")
+    assert built_there(torch.randn(4, 5, 2, 3, device="meta"))[0].shape == (4, 5, 16)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(fast=False), dict(num_blocks=2), dict(input_rows=2)],
+                         ids=["default", "straightforward", "two blocks", "input rows"])  # fmt: skip
+def test_a_traced_module_gives_the_eager_outputs_on_the_traced_shape(options):
+    torch.manual_seed(1)
+    rmc = RelationalMemory(3, 2, 4, num_heads=2, **options).double()
+    rows = (options["input_rows"],) if "input_rows" in options else ()
+    example, other = (torch.randn(6, 2, *rows, 3, dtype=torch.float64) for _ in range(2))
+    with warnings.catch_warnings():  # the tracer warns that sizes are fixed (they are, by design) and that it is deprecated
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(rmc, (example,))
+    for x in (example, other):  # the same shape, other numbers too
+        for got, expected in zip(traced(x), rmc(x), strict=True):
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)

@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from relational_rnn.cli import build_run_config, main
-from relational_rnn.cores import CORES
+from relational_rnn.cores import CORES, count_parameters
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.lm import batchify, num_windows, window
+from relational_rnn.tasks.lm.task import LMConfig
 from relational_rnn.train import ConfigError, load_checkpoint, read_metrics, train
+from relational_rnn.train.config import RunConfig
 
 WORDS = "the of and a in to is was cat dog sat on mat ran far home big small red blue".split()
 
@@ -74,12 +76,124 @@ def test_model_shapes_and_tied_weights(corpus_dir, core, adaptive):
         cutoffs = task.cutoffs()
         assert cutoffs and model.decoder is None
         assert model.adaptive.head.embedding.weight is model.embedding.weight  # the shortlist rows are the embedding
+        assert torch.isfinite(model.token_nll(features, inputs)).all()
         # the output layer alone (no embedding lookup) sends gradient into the embedding's shortlist rows
         model.zero_grad()
         model.token_nll(features.detach(), torch.zeros(3, 7, dtype=torch.long)).sum().backward()
         assert model.embedding.weight.grad[: cutoffs[0]].abs().sum() > 0
     else:
         assert model.adaptive is None and model.decoder.weight is model.embedding.weight
+
+
+def test_both_presets_use_the_spec_head_tied_full_softmax_and_embedding_dropout_only():
+    for name, preset in get_task("lm").presets().items():
+        assert preset.task.adaptive_softmax is False and preset.task.output_dropout == 0.0, name
+        assert preset.task.dropout > 0, name
+
+
+def test_full_softmax_decoder_weight_is_the_embedding_weight_through_training(corpus_dir):
+    task, model = make_task(corpus_dir)
+    assert model.decoder.weight is model.embedding.weight
+    assert model.decoder.weight.data_ptr() == model.embedding.weight.data_ptr()
+    # no decoder weight of its own: the parameters are the embedding, the core, the projection and the softmax bias
+    parts = (model.embedding, model.core, model.projection)
+    assert count_parameters(model) == sum(count_parameters(part) for part in parts) + len(task.vocabulary())
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    before = model.embedding.weight.detach().clone()
+    loss, _ = task.training_loss(model, 0)
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(model.embedding.weight, before)  # the step moved the (shared) weight ...
+    assert model.decoder.weight is model.embedding.weight  # ... and both names still hold the one tensor
+    assert model.decoder.weight.data_ptr() == model.embedding.weight.data_ptr()
+
+
+def test_full_softmax_loss_equals_a_hand_computation(corpus_dir):
+    task, model = make_task(corpus_dir)
+    with torch.no_grad():
+        model.decoder.bias.normal_()  # a bias that matters (it starts at zero)
+    model.eval()
+    vocab_size = len(task.vocabulary())
+    inputs, targets = torch.randint(0, vocab_size, (2, 6)), torch.randint(0, vocab_size, (2, 6))
+    embedding = model.embedding.weight
+    outputs, _ = model.core(embedding[inputs])
+    hidden = outputs @ model.projection.weight.T + model.projection.bias
+    logits = hidden @ embedding.T + model.decoder.bias
+    by_hand = F.cross_entropy(logits.reshape(-1, vocab_size), targets.reshape(-1), reduction="none").view(2, 6)
+    nll, _ = model(inputs, None, targets)
+    torch.testing.assert_close(nll, by_hand)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_output_dropout_is_separate_from_the_embedding_dropout(corpus_dir, dropout):
+    """output_dropout = 0 leaves the projected core output as it is, whatever the embedding's dropout;
+    > 0 zeroes some of it and scales the rest, in train mode only."""
+    def features_and_projection(model):
+        seen = []
+        handle = model.projection.register_forward_hook(lambda module, args, output: seen.append(output))
+        features, _ = model.features(torch.arange(12).view(2, 6) % len(task.vocabulary()))
+        handle.remove()
+        return features, seen[0]
+
+    task, model = make_task(corpus_dir, dropout=dropout, output_dropout=0.0)
+    model.train()
+    features, projected = features_and_projection(model)
+    assert torch.equal(features, projected)
+
+    task, model = make_task(corpus_dir, dropout=dropout, output_dropout=0.5)
+    assert model.embedding_dropout.p == dropout and model.output_dropout.p == 0.5
+    model.train()
+    features, projected = features_and_projection(model)
+    dropped = features == 0
+    assert dropped.any() and not dropped.all()
+    torch.testing.assert_close(features[~dropped], 2 * projected[~dropped])  # kept values scaled by 1 / (1 - p)
+    model.eval()
+    features, projected = features_and_projection(model)
+    assert torch.equal(features, projected)
+
+
+@pytest.mark.parametrize("name", ["dropout", "output_dropout"])
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_dropouts_out_of_range_are_one_line_config_errors(corpus_dir, name, value):
+    with pytest.raises(ConfigError, match=rf"^{name} must lie in \[0, 1\), got {value}$"):
+        make_task(corpus_dir, **{name: value})
+
+
+def test_a_saved_config_without_output_dropout_loads_with_the_dropout_it_trained_with(corpus_dir):
+    """Runs saved before output_dropout existed applied `dropout` to the projected output too."""
+    saved = build_run_config("lm", "cpu", tiny(corpus_dir, dropout=0.3)).to_dict()
+    del saved["task"]["output_dropout"]
+    assert RunConfig.from_dict(saved, LMConfig).task.output_dropout == 0.3
+    assert "output_dropout" not in saved["task"]  # the dict read is left as it was
+    saved["task"]["output_dropout"] = 0.2
+    assert RunConfig.from_dict(saved, LMConfig).task.output_dropout == 0.2
+    assert build_run_config("lm", "cpu", tiny(corpus_dir, dropout=0.3)).task.output_dropout == 0.0  # new runs
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_an_old_run_directory_rebuilds_with_its_head_and_parameter_names(corpus_dir, tmp_path, adaptive):
+    """A run directory written before output_dropout existed: its config.json lacks the field, its
+    checkpoint has the parameter names of that version (listed here, for the head, by hand)."""
+    from relational_rnn.train import load_trained
+
+    out = tmp_path / "run"
+    train(build_run_config("lm", "cpu", tiny(corpus_dir, dropout=0.3, steps=2, eval_every=2,
+                                             adaptive_softmax=adaptive)), out)
+    config = json.loads((out / "config.json").read_text())
+    del config["task"]["output_dropout"]
+    (out / "config.json").write_text(json.dumps(config))
+    run, task, model, state = load_trained(out)
+    assert run.task.output_dropout == 0.3 and model.output_dropout.p == 0.3
+    head = {name for name in state["model"] if not name.startswith("core.")}
+    if adaptive:
+        tails = [f"adaptive.tail.{i}.{j}.weight" for i in range(len(task.cutoffs())) for j in (0, 1)]
+        assert head == {"embedding.weight", "projection.weight", "projection.bias",
+                        "adaptive.head.embedding.weight", "adaptive.head.cluster_weight", *tails}
+    else:
+        assert head == {"embedding.weight", "projection.weight", "projection.bias", "decoder.weight", "decoder.bias"}
+    run.train.steps = 4
+    assert train(run, out, resume=True)["step"] == 4  # it resumes, and config.json now names the value
+    assert json.loads((out / "config.json").read_text())["task"]["output_dropout"] == 0.3
 
 
 @pytest.mark.parametrize("core", list(CORES))

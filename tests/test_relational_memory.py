@@ -1,5 +1,8 @@
 """RelationalMemory against the slow spec reference, plus its interface and errors."""
 
+import inspect
+import re
+
 import pytest
 import torch
 
@@ -27,11 +30,33 @@ QKV_SCALE_CASES = {
 }
 
 
+MATRIX_CASES = {  # input_rows: several input rows per step (Sonnet's treat_input_as_matrix)
+    "unit gating": dict(mem_slots=3, head_size=4, num_heads=2, input_rows=3),
+    "memory gating": dict(mem_slots=2, head_size=4, num_heads=2, input_rows=2, gate_style="memory"),
+    "no gating": dict(mem_slots=3, head_size=4, num_heads=2, input_rows=2, gate_style=None),
+    "two blocks": dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=2, input_rows=3),
+    "key_size != head_size, qkv scale": dict(mem_slots=2, head_size=5, num_heads=2, key_size=3, input_rows=2, attention_scale="qkv"),
+    "one input row": dict(mem_slots=3, head_size=4, num_heads=2, input_rows=1),
+    "input-only attention": dict(mem_slots=3, head_size=4, num_heads=2, input_rows=2, attention="input-only"),
+    "position binding": dict(mem_slots=3, head_size=4, num_heads=2, input_rows=2, slot_binding="position"),
+}
+PATHS = {"straightforward": dict(fast=False), "fast": dict(fused=False), "default": dict()}
+
+
 def _randomise(module):
     """Random non-trivial values everywhere (layer norms included), so every weight matters."""
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.copy_(torch.randn_like(parameter) * 0.5)
+
+
+def _reference_run(cell, x, memory):
+    """The slow reference over x [T, B, ...] from `memory`: the outputs [T, B, N*D] and the final memory."""
+    outputs = []
+    for t in range(x.shape[0]):
+        memory = reference_step(cell, x[t], memory, step_index=t)
+        outputs.append(memory.flatten(1))
+    return torch.stack(outputs), memory
 
 
 @pytest.mark.parametrize("case", FIDELITY_CASES)
@@ -285,3 +310,126 @@ def test_bad_inputs_raise_clear_errors():
         rmc(torch.randn(4, 2, 3), lengths=torch.tensor([5, 1]))
     with pytest.raises(ValueError, match=r"\(batch, input_size=3\)"):
         rmc.cell(torch.randn(2, 4, 3))
+
+
+# --- several input rows per step (Sonnet's treat_input_as_matrix) --------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", MATRIX_CASES)
+def test_input_rows_match_the_spec_reference(case, path):
+    """Each of the R rows projected, attention over the N + R rows, the gates reading the R
+    projected rows flattened: every path against the loop-by-loop reference in float64."""
+    torch.manual_seed(13)
+    rmc = RelationalMemory(input_size=3, **MATRIX_CASES[case], **PATHS[path]).double()
+    _randomise(rmc)
+    assert not rmc.uses_fused_path  # the fused function reads one input row: the fast path takes over
+    x = torch.randn(4, 2, rmc.input_rows, 3, dtype=torch.float64)
+    start = torch.randn(2, rmc.mem_slots, rmc.mem_size, dtype=torch.float64)
+    outputs, final = rmc(x, start)
+    expected_outputs, expected_final = _reference_run(rmc.cell, x, start)
+    torch.testing.assert_close(outputs, expected_outputs, rtol=0, atol=1e-10)
+    torch.testing.assert_close(final, expected_final, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["unit gating", "two blocks", "no gating"])
+def test_input_rows_fast_path_gradients_equal_the_straightforward_path(case):
+    torch.manual_seed(14)
+    slow = RelationalMemory(input_size=3, fast=False, batch_first=True, **MATRIX_CASES[case]).double()
+    _randomise(slow)
+    fast = RelationalMemory(input_size=3, batch_first=True, **MATRIX_CASES[case]).double()
+    fast.load_state_dict(slow.state_dict())
+    x = torch.randn(2, 5, slow.input_rows, 3, dtype=torch.float64)
+    lengths = torch.tensor([5, 3])
+    results = []
+    for module in (slow, fast):
+        inputs = x.clone().requires_grad_(True)
+        outputs, final = module(inputs, lengths=lengths)
+        loss = (outputs * torch.linspace(-1, 1, outputs.numel(), dtype=x.dtype).view_as(outputs)).sum() + final.square().sum()
+        results.append([outputs, final, *torch.autograd.grad(loss, [inputs, *module.parameters()])])
+    for expected, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_one_input_row_gives_the_numbers_of_the_vector_input(path):
+    """input_rows=1 has the parameters of the vector-input module and its numbers."""
+    torch.manual_seed(15)
+    vector = RelationalMemory(3, 3, 4, 2, **PATHS[path]).double()
+    rows = RelationalMemory(3, 3, 4, 2, input_rows=1, **PATHS[path]).double()
+    rows.load_state_dict(vector.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for got, expected in zip(rows(x.unsqueeze(2)), vector(x), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_input_rows_shape_the_gate_and_the_attention_and_refuse_other_inputs():
+    rmc = RelationalMemory(5, 3, 4, 2, input_rows=4)
+    assert rmc.cell.gate_input.weight.shape == (2 * 8, 4 * 8)  # all R projected rows, flattened (as in Sonnet)
+    assert "input_rows=4" in repr(rmc)
+    assert count_parameters(rmc) == reference_parameter_count(5, 3, 4, num_heads=2, input_rows=4)
+    with pytest.raises(ValueError, match=r"\(time, batch, input_rows, input_size\) with input_rows=4, input_size=5, got \(6, 2, 5\)"):
+        rmc(torch.randn(6, 2, 5))
+    with pytest.raises(ValueError, match=r"input_rows=4"):
+        rmc(torch.randn(6, 2, 3, 5))
+    with pytest.raises(ValueError, match=r"\(batch, input_rows=4, input_size=5\)"):
+        rmc.cell(torch.randn(2, 5))
+    output, memory = rmc.cell(torch.randn(2, 4, 5))
+    assert output.shape == (2, 24) and memory.shape == (2, 3, 8)
+    with pytest.raises(ValueError, match="attention='none' needs one input row"):
+        RelationalMemory(5, 3, 4, input_rows=2, attention="none")
+    with pytest.raises(ValueError, match="input_rows must be an integer >= 1"):
+        RelationalMemory(5, 3, 4, input_rows=0)
+
+
+# --- the constructor as torch users expect it ----------------------------------------------------
+
+
+def test_the_readme_positional_order_works_and_equals_keywords():
+    torch.manual_seed(16)
+    positional = RelationalMemory(8, 2, 8, 2, 3, 0.5, -0.5, "memory", 3, 4)
+    torch.manual_seed(16)
+    keywords = RelationalMemory(input_size=8, mem_slots=2, head_size=8, num_heads=2, num_blocks=3, forget_bias=0.5,
+                                input_bias=-0.5, gate_style="memory", attention_mlp_layers=3, key_size=4)  # fmt: skip
+    assert repr(positional) == repr(keywords)
+    for (name, a), (_, b) in zip(positional.state_dict().items(), keywords.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert RelationalMemory(8, 2, 8, 2).num_heads == 2
+
+
+@pytest.mark.parametrize("module", [RelationalMemory, RelationalMemoryCell])
+def test_a_misspelled_option_is_a_type_error_naming_the_class_called(module):
+    with pytest.raises(TypeError, match=rf"^{module.__name__}.__init__\(\) got an unexpected keyword argument 'num_head'"):
+        module(8, 2, 8, num_head=2)
+
+
+@pytest.mark.parametrize("module", [RelationalMemory, RelationalMemoryCell])
+def test_every_argument_is_in_the_signature_and_documented_under_args(module):
+    doc = inspect.getdoc(module)
+    entries = re.findall(r"^    (\w+(?:, \w+)*):", doc[doc.index("Args:") :], flags=re.MULTILINE)
+    documented = [name for entry in entries for name in entry.split(", ")]
+    assert documented == list(inspect.signature(module).parameters)  # each once, in the signature's order
+    assert "spec/rmc.md" not in doc and "docs/core.md" in doc
+
+
+def test_device_and_dtype_create_the_parameters_there():
+    built = RelationalMemory(3, 2, 4, 2, num_blocks=2, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in built.parameters())
+    assert built(torch.randn(4, 2, 3, dtype=torch.float64))[0].dtype == torch.float64
+    assert built.initial_state(2).dtype == torch.float64
+    on_meta = RelationalMemoryCell(3, 2, 4, 2, gate_style="memory", device="meta")
+    assert all(p.device.type == "meta" for p in on_meta.parameters())
+    # The same sizes and initialisation as a module built on the CPU and converted.
+    torch.manual_seed(17)
+    here = RelationalMemory(3, 2, 4, 2, device="cpu", dtype=torch.float32)
+    torch.manual_seed(17)
+    default = RelationalMemory(3, 2, 4, 2)
+    for a, b in zip(here.parameters(), default.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_state_size_and_output_size_as_in_sonnet():
+    rmc = RelationalMemory(3, 4, 8, 2)
+    assert rmc.state_size == rmc.cell.state_size == torch.Size([4, 16])
+    assert rmc.output_size == rmc.cell.output_size == 64
+    assert rmc.initial_state(3).shape == (3, *rmc.state_size)

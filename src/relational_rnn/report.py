@@ -84,6 +84,9 @@ def load_run(directory: Path) -> Optional[RunSummary]:
     try:
         config = json.loads(path.read_text())
         task_type = get_task(config["task_name"])
+        upgrade_saved = getattr(task_type.config_type, "upgrade_saved", None)  # an older version's fields, as meant
+        if upgrade_saved is not None:
+            config["task"] = upgrade_saved(dict(config["task"]))
         task_config = task_type.config_type(**config["task"])
         config["core"]["core"], config["train"]["seed"]
     except (ValueError, KeyError, TypeError) as error:  # reads older runs too, unlike load_config

@@ -2,7 +2,7 @@
 
 The contract is `RecurrentCore` (cores/base.py):
 
-    outputs, state = core(x, state=None, lengths=None)
+    outputs, state = core(x, state=None, lengths=None)  # x may also be a PackedSequence
     core.initial_state(batch_size, device=None, dtype=None)
     core.reset_state(state, done)        # fresh state where done[b] is true
     core.detach_state(state), core.select_state(state, index)

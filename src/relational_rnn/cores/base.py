@@ -9,6 +9,8 @@ from one call to the next (in the spirit of Sonnet v2's `RNNCore`):
         `core.initial_state(B)`; `lengths` [B] (optional) stops entry b after lengths[b] steps:
         its final state is the state after its own last step (outputs past it are unspecified).
         Pass the state positionally: the RMC's argument is named `memory`, the others' `state`.
+        x may also be a `torch.nn.utils.rnn.PackedSequence` (then without `lengths`): the
+        outputs are then a PackedSequence too, as with `nn.LSTM` (`RecurrentCore.__call__`).
     core.initial_state(batch_size, device=None, dtype=None)
     core.reset_state(state, done)      # the initial state where done[b] is true (episode ends)
     core.detach_state(state)           # cut from the graph (truncated backprop between windows)
@@ -44,7 +46,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 if TYPE_CHECKING:
     from . import CoreConfig
@@ -63,6 +65,31 @@ class RecurrentCore(nn.Module):
     def output_size(self) -> int:  # pragma: no cover - every core overrides it
         raise NotImplementedError
 
+    @property
+    def input_dims(self) -> tuple[tuple[str, int], ...]:
+        """The shape of one step's input for one batch entry, as (name, size) pairs: by
+        default (("input_size", input_size),); the RMC with `input_rows` adds a row axis."""
+        return (("input_size", self.input_size),)
+
+    def __call__(self, x: Union[Tensor, PackedSequence], *args, **kwargs):
+        """`forward`, and for a `PackedSequence` x what `nn.LSTM` does with one: run on the
+        padded sequence with its lengths, return the outputs packed the same way (same
+        `batch_sizes`, `sorted_indices` and `unsorted_indices`) and the final state in the
+        batch's original order."""
+        if not isinstance(x, PackedSequence):
+            return super().__call__(x, *args, **kwargs)
+        state = args[0] if args else kwargs.pop("state", kwargs.pop("memory", None))
+        if kwargs.pop("lengths", None) is not None or (len(args) > 1 and args[1] is not None):
+            raise ValueError("a PackedSequence carries its own lengths: pass no `lengths` with it")
+        padded, lengths = pad_packed_sequence(x, batch_first=self.batch_first)  # in the original order
+        outputs, state = super().__call__(padded, state, lengths, **kwargs)
+        batch_dim = 0 if self.batch_first else 1
+        if x.sorted_indices is not None:  # pack in the input's order (ties among lengths included)
+            outputs = outputs.index_select(batch_dim, x.sorted_indices.to(outputs.device))
+        sorted_lengths = lengths if x.sorted_indices is None else lengths[x.sorted_indices.cpu()]
+        packed = pack_padded_sequence(outputs, sorted_lengths, batch_first=self.batch_first, enforce_sorted=True)
+        return PackedSequence(packed.data, packed.batch_sizes, x.sorted_indices, x.unsorted_indices), state
+
     def initial_state(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
     ) -> State:  # pragma: no cover - every core overrides it
@@ -72,11 +99,14 @@ class RecurrentCore(nn.Module):
 
     def check_sequence(self, x: Tensor) -> Tensor:
         """`x` checked to be (T, B, input_size), or (B, T, input_size) with `batch_first`, and
-        returned time-first: (T, B, input_size) (a view of `x`)."""
-        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.input_size:
-            layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
+        returned time-first: (T, B, input_size) (a view of `x`). (`input_dims` names what
+        follows T and B.)"""
+        names, sizes = zip(*self.input_dims)
+        if not isinstance(x, Tensor) or x.dim() != 2 + len(sizes) or tuple(x.shape[2:]) != sizes:
+            leading = "batch, time" if self.batch_first else "time, batch"
+            expected = ", ".join(f"{name}={size}" for name, size in self.input_dims)
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"input must have shape {layout} with input_size={self.input_size}, got {shape}")
+            raise ValueError(f"input must have shape ({leading}, {', '.join(names)}) with {expected}, got {shape}")
         return x.transpose(0, 1) if self.batch_first else x
 
     def check_state(self, state: object, batch: int, like: Tensor) -> None:

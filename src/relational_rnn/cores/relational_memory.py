@@ -1,4 +1,4 @@
-"""The Relational Memory Core (Santoro et al., 2018), as specified in spec/rmc.md.
+"""The Relational Memory Core (Santoro et al., 2018), as docs/core.md describes it.
 
 Two modules share one set of parameters:
 
@@ -6,10 +6,11 @@ Two modules share one set of parameters:
 * `RelationalMemory`: a whole sequence, shaped like `torch.nn.LSTM`:
   `outputs, memory = rmc(x, memory=None)`.
 
-The step follows the spec in order: project the input to one extra row, attend over
-memory + input rows (`num_blocks` times, each block with its own projection and norms,
-one MLP shared by all blocks), drop the input row, then gate the new memory against the
-old one with constant input/forget biases.
+The step follows the spec in order: project the input to one extra row (to R extra rows with
+`input_rows=R`, Sonnet's `treat_input_as_matrix`), attend over memory + input rows
+(`num_blocks` times, each block with its own projection and norms, one MLP shared by all
+blocks), drop the input rows, then gate the new memory against the old one with constant
+input/forget biases.
 
 `RelationalMemory` runs a sequence in one of two ways that give the same numbers:
 
@@ -55,19 +56,21 @@ def query_scale_for(attention_scale: str, key_size: int, head_size: int) -> floa
     raise ValueError(f"attention_scale must be 'key' or 'qkv', got {attention_scale!r}")
 
 
-def attention_mask(attention: str, num_queries: int, num_rows: int, device: torch.device, dtype: torch.dtype) -> Optional[Tensor]:
+def attention_mask(
+    attention: str, num_queries: int, num_rows: int, device: torch.device, dtype: torch.dtype, input_rows: int = 1
+) -> Optional[Tensor]:
     """The additive mask [num_queries, num_rows] (0 or -inf) the `attention` ablation puts on the scores.
 
-    The rows are the memory slots then the input row (the last); queries are the first
-    `num_queries` rows. "full": None (every row reads every row); "input-only": row i reads
-    only itself and the input row, so no slot reads another slot.
+    The rows are the memory slots then the `input_rows` input rows (the last ones); queries are
+    the first `num_queries` rows. "full": None (every row reads every row); "input-only": row i
+    reads only itself and the input rows, so no slot reads another slot.
     """
     if attention == "full":
         return None
     if attention != "input-only":
         raise ValueError(f"attention {attention!r} has no mask")
     rows = torch.arange(num_rows, device=device)
-    allowed = (rows[:num_queries, None] == rows[None, :]) | (rows[None, :] == num_rows - 1)
+    allowed = (rows[:num_queries, None] == rows[None, :]) | (rows[None, :] >= num_rows - input_rows)
     return torch.zeros(allowed.shape, device=device, dtype=dtype).masked_fill_(~allowed, float("-inf"))
 
 
@@ -77,8 +80,9 @@ def _truncated_normal_(weight: Tensor, fan_in: int) -> None:
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
-def _linear(in_features: int, out_features: int) -> nn.Linear:
-    layer = nn.Linear(in_features, out_features)
+def _linear(in_features: int, out_features: int, **factory) -> nn.Linear:
+    """nn.Linear with Sonnet's initialisation; `factory` is torch's `device=` / `dtype=`."""
+    layer = nn.Linear(in_features, out_features, **factory)
     _truncated_normal_(layer.weight, in_features)
     nn.init.zeros_(layer.bias)
     return layer
@@ -104,8 +108,9 @@ def identity_memory(
 class CoreTrace:
     """What the core did at each step while `recording` was active (tensors detached, on the core's device).
 
-    attention[t][b]: block b's attention weights at step t, [B, heads, N+1, N+1] (rows: the
-    N memory slots then the input row, each attending over the same N+1 rows);
+    attention[t][b]: block b's attention weights at step t, [B, heads, N+R, N+R] (rows: the
+    N memory slots then the R input rows, R = 1 unless `input_rows` is set, each attending
+    over the same N+R rows);
     input_gate[t], forget_gate[t]: [B, N, g] (g = mem_size for "unit" gating, 1 for "memory";
     empty lists without gating).
     """
@@ -144,9 +149,10 @@ class AttentionBlock(nn.Module):
     The MLP is passed in so that all blocks share one (as in the reference). `query_scale`
     multiplies the queries (None: key_size**-0.5, see `query_scale_for`). `attention` is the
     ablation (`ATTENTION_MODES`): "full" (the paper), "input-only" (row i attends to itself and
-    the input row only) or "none" (the attention output of every row is the input row, so each
+    the input rows only) or "none" (the attention output of every row is the input row, so each
     slot is updated by the same residual, norms and MLP with no interaction; the qkv
-    projection is then unused).
+    projection is then unused). `input_rows`: how many of the rows are input rows (the last
+    ones); `factory`: torch's `device=` / `dtype=` for the parameters.
     """
 
     def __init__(
@@ -157,18 +163,21 @@ class AttentionBlock(nn.Module):
         head_size: int,
         query_scale: Optional[float] = None,
         attention: str = "full",
+        input_rows: int = 1,
+        **factory,
     ) -> None:
         super().__init__()
         self.attention = attention
+        self.input_rows = input_rows
         self.num_heads = num_heads
         self.key_size = key_size
         self.head_size = head_size
         self.query_scale = key_size**-0.5 if query_scale is None else query_scale
         qkv_size = num_heads * (2 * key_size + head_size)
-        self.qkv = _linear(mem_size, qkv_size)
-        self.qkv_norm = nn.LayerNorm(qkv_size, eps=1e-5)
-        self.attention_norm = nn.LayerNorm(mem_size, eps=1e-5)
-        self.mlp_norm = nn.LayerNorm(mem_size, eps=1e-5)
+        self.qkv = _linear(mem_size, qkv_size, **factory)
+        self.qkv_norm = nn.LayerNorm(qkv_size, eps=1e-5, **factory)
+        self.attention_norm = nn.LayerNorm(mem_size, eps=1e-5, **factory)
+        self.mlp_norm = nn.LayerNorm(mem_size, eps=1e-5, **factory)
 
     def split_heads(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """rows [B, R, D] -> queries, keys [B, H, R, k] and values [B, H, R, v] (queries unscaled)."""
@@ -183,7 +192,7 @@ class AttentionBlock(nn.Module):
         queries, keys, values = self.split_heads(rows)
         queries = queries * self.query_scale
         scores = queries @ keys.transpose(-1, -2)  # [B, H, R, R]
-        mask = attention_mask(self.attention, rows.shape[1], rows.shape[1], rows.device, scores.dtype)
+        mask = attention_mask(self.attention, rows.shape[1], rows.shape[1], rows.device, scores.dtype, self.input_rows)
         if mask is not None:
             scores = scores + mask
         weights = torch.softmax(scores, dim=-1)
@@ -201,30 +210,66 @@ class AttentionBlock(nn.Module):
         return self.mlp_norm(mlp(rows) + rows)
 
 
-def _make_mlp(width: int, num_layers: int) -> nn.Sequential:
+def _make_mlp(width: int, num_layers: int, **factory) -> nn.Sequential:
     """`num_layers` Linear(width, width) with ReLU between them and nothing after the last."""
     layers: list[nn.Module] = []
     for index in range(num_layers):
         if index > 0:
             layers.append(nn.ReLU())
-        layers.append(_linear(width, width))
+        layers.append(_linear(width, width, **factory))
     return nn.Sequential(*layers)
 
 
+MODEL_ARGS = """\
+        input_size: features of one step's input (of each input row with `input_rows`).
+        mem_slots: N, the rows of memory.
+        head_size: v, the value width of each attention head; a memory row is
+            mem_size = num_heads * head_size wide.
+        num_heads: H, the attention heads.
+        num_blocks: attention + MLP rounds per step, each block with its own qkv projection
+            and layer norms (the MLP is one module shared by all blocks).
+        forget_bias: constant added to the forget gate's pre-activation (not a parameter).
+            Any number but NaN: +inf makes the forget gate exactly 1.
+        input_bias: constant added to the input gate's pre-activation (not a parameter).
+            Any number but NaN: -inf makes the input gate exactly 0 (with forget_bias=+inf
+            the memory then ignores the input: Sonnet's input-erasure test).
+        gate_style: "unit" (a gate per memory feature), "memory" (one gate per slot) or None
+            (no gating: the attended memory is the next memory).
+        attention_mlp_layers: Linear(mem_size, mem_size) layers of the row-wise MLP after
+            attention, with ReLU between them and none after the last.
+        key_size: k, the query and key width per head; None means head_size.
+        attention_scale: "key" (queries scaled by key_size**-0.5, the default) or "qkv" (by
+            (2 * key_size + head_size)**-0.5, Sonnet's June 2018 release; docs/core.md).
+        attention: an ablation, not the paper's model (docs/questions.md): "full" (the
+            default), "input-only" or "none" (see `AttentionBlock`).
+        slot_binding: "learned" (the paper's model) or "position", an oracle binding for
+            diagnostics: at step t only slot t mod mem_slots is updated, every other slot is
+            kept as it was (t counts from 0 at each sequence call, or is the cell's `step_index`).
+        input_rows: None (the default): one input vector per step, projected to one extra
+            row. R: each step's input is R rows of input_size features, each projected (by the
+            same Linear) to a row of memory width, and attention runs over the N memory rows
+            and these R rows: Sonnet's `treat_input_as_matrix=True`. As in Sonnet, the gates'
+            input part is one Linear over all R projected rows flattened (R * mem_size
+            features), so R is fixed when the module is built. With R = 1 the numbers are
+            those of the vector input. Not with attention="none" (which has one input row
+            stand in for the attention output)."""
+DEVICE_ARGS = """\
+        device, dtype: where and in which dtype the parameters are created, as for torch's
+            own modules (`device="meta"` builds without memory)."""
+
+
 class RelationalMemoryCell(nn.Module):
-    """One time step of the Relational Memory Core: `(input, memory) -> (output, memory)`.
+    __doc__ = f"""One time step of the Relational Memory Core: `(input, memory) -> (output, memory)`.
 
-    Args mirror the reference (spec/rmc.md): `mem_slots` rows of width
-    `mem_size = num_heads * head_size`; `gate_style` "unit", "memory" or None;
-    `forget_bias` / `input_bias` are constants, not parameters; `attention_scale` "key"
-    (queries scaled by key_size**-0.5, the default) or "qkv" (by (2*key_size + head_size)**-0.5,
-    the June 2018 release; docs/core.md).
+    The maths, step by step, and every option's reference default: docs/core.md (which follows
+    the paper and Sonnet v1's `RelationalMemory`). `cell(x, memory)` takes x [B, input_size]
+    ([B, input_rows, input_size] with `input_rows`) and memory [B, mem_slots, mem_size] (None:
+    the initial memory) and returns the output [B, mem_slots * mem_size] (the next memory
+    flattened) and the next memory.
 
-    Two options are not the paper's model and exist to take it apart (docs/questions.md):
-    `attention` "input-only" or "none" (see `AttentionBlock`), and `slot_binding="position"`,
-    an oracle binding: at step t only slot t mod mem_slots is updated, every other slot is
-    kept as it was, so input t is written into slot t mod N (t counts from 0 at each
-    sequence call, or is the cell's `step_index`).
+    Args:
+{MODEL_ARGS}
+{DEVICE_ARGS}
     """
 
     def __init__(
@@ -239,9 +284,13 @@ class RelationalMemoryCell(nn.Module):
         gate_style: Optional[str] = "unit",
         attention_mlp_layers: int = 2,
         key_size: Optional[int] = None,
+        *,
         attention_scale: str = "key",
         attention: str = "full",
         slot_binding: str = "learned",
+        input_rows: Optional[int] = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         _check_positive_int("input_size", input_size)
@@ -252,6 +301,8 @@ class RelationalMemoryCell(nn.Module):
         _check_positive_int("attention_mlp_layers", attention_mlp_layers)
         if key_size is not None:
             _check_positive_int("key_size", key_size)
+        if input_rows is not None:
+            _check_positive_int("input_rows", input_rows)
         if gate_style not in GATE_STYLES:
             raise ValueError(f"gate_style must be one of 'unit', 'memory' or None, got {gate_style!r}")
         if not isinstance(attention_scale, str) or attention_scale not in ATTENTION_SCALES:
@@ -260,9 +311,12 @@ class RelationalMemoryCell(nn.Module):
             raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTION_MODES))}, got {attention!r}")
         if not isinstance(slot_binding, str) or slot_binding not in SLOT_BINDINGS:
             raise ValueError(f"slot_binding must be one of {', '.join(map(repr, SLOT_BINDINGS))}, got {slot_binding!r}")
+        if attention == "none" and input_rows is not None and input_rows > 1:
+            raise ValueError(f"attention='none' needs one input row, got input_rows={input_rows}")
         for name, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            # Infinities are fine (a gate of exactly 0 or 1); NaN would make every memory NaN.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"{name} must be a number (infinities allowed, not NaN), got {value!r}")
 
         self.input_size = input_size
         self.mem_slots = mem_slots
@@ -278,19 +332,32 @@ class RelationalMemoryCell(nn.Module):
         self.query_scale = query_scale_for(attention_scale, self.key_size, head_size)  # multiplies the queries
         self.attention = attention
         self.slot_binding = slot_binding
+        self.input_rows = input_rows
         self.mem_size = num_heads * head_size
         self.trace: Optional[CoreTrace] = None  # set while `recording(...)` is active
 
-        self.input_projection = _linear(input_size, self.mem_size)
+        factory = dict(device=device, dtype=dtype)
+        rows = self.rows_per_step
+        self.input_projection = _linear(input_size, self.mem_size, **factory)
         self.blocks = nn.ModuleList(
-            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size, self.query_scale, attention)
+            AttentionBlock(self.mem_size, num_heads, self.key_size, head_size, self.query_scale, attention, rows, **factory)
             for _ in range(num_blocks)
         )
-        self.mlp = _make_mlp(self.mem_size, attention_mlp_layers)
+        self.mlp = _make_mlp(self.mem_size, attention_mlp_layers, **factory)
         if gate_style is not None:
             gate_size = self.mem_size if gate_style == "unit" else 1
-            self.gate_input = _linear(self.mem_size, 2 * gate_size)
-            self.gate_memory = _linear(self.mem_size, 2 * gate_size)
+            self.gate_input = _linear(rows * self.mem_size, 2 * gate_size, **factory)  # all input rows, flattened
+            self.gate_memory = _linear(self.mem_size, 2 * gate_size, **factory)
+
+    @property
+    def rows_per_step(self) -> int:
+        """R, the input rows appended to the memory each step: `input_rows`, or 1 for a vector input."""
+        return 1 if self.input_rows is None else self.input_rows
+
+    @property
+    def state_size(self) -> torch.Size:
+        """The shape of the memory of one batch entry, (mem_slots, mem_size) (Sonnet's `state_size`)."""
+        return torch.Size([self.mem_slots, self.mem_size])
 
     @property
     def output_size(self) -> int:
@@ -305,6 +372,7 @@ class RelationalMemoryCell(nn.Module):
             f"attention_mlp_layers={self.attention_mlp_layers}, attention_scale={self.attention_scale!r}"
             + (f", attention={self.attention!r}" if self.attention != "full" else "")
             + (f", slot_binding={self.slot_binding!r}" if self.slot_binding != "learned" else "")
+            + (f", input_rows={self.input_rows}" if self.input_rows is not None else "")
         )
 
     def initial_state(
@@ -356,7 +424,8 @@ class RelationalMemoryCell(nn.Module):
             )
 
     def step(self, projected_input: Tensor, memory: Tensor, step_index: Optional[int] = None) -> Tensor:
-        """One step from an already projected input [B, D]; returns the next memory [B, N, D].
+        """One step from an already projected input, [B, D] or R rows [B, R, D]; returns the next
+        memory [B, N, D].
 
         `step_index` (the step's position in the sequence) is needed only by `slot_binding="position"`.
         """
@@ -371,38 +440,44 @@ class RelationalMemoryCell(nn.Module):
         trace = self.trace
         if trace is not None:
             trace.attention.append([])
-        rows = torch.cat([memory, projected_input.unsqueeze(1)], dim=1)  # [B, N+1, D]
+        input_rows = projected_input.unsqueeze(1) if projected_input.dim() == 2 else projected_input  # [B, R, D]
+        rows = torch.cat([memory, input_rows], dim=1)  # [B, N+R, D]
         for block in self.blocks:
             rows = block(rows, self.mlp, trace)
         attended_memory = rows[:, : self.mem_slots]
         if self.gate_style is None:
             return attended_memory
-        input_gate, forget_gate = self.gates(projected_input, memory)
+        input_gate, forget_gate = self.gates(input_rows, memory)
         if trace is not None:
             trace.input_gate.append(input_gate.detach())
             trace.forget_gate.append(forget_gate.detach())
         return input_gate * torch.tanh(attended_memory) + forget_gate * memory
 
     def gates(self, projected_input: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Input and forget gates, [B, N, g] each, from the projected input and tanh(previous memory)."""
-        pre_activation = self.gate_input(projected_input).unsqueeze(1) + self.gate_memory(torch.tanh(memory))
+        """Input and forget gates, [B, N, g] each, from the projected input ([B, D], or the R
+        input rows [B, R, D], read flattened as in Sonnet) and tanh(previous memory)."""
+        pre_activation = self.gate_input(projected_input.flatten(1)).unsqueeze(1) + self.gate_memory(torch.tanh(memory))
         input_pre, forget_pre = pre_activation.chunk(2, dim=-1)
         return torch.sigmoid(input_pre + self.input_bias), torch.sigmoid(forget_pre + self.forget_bias)
 
     def forward(
         self, x: Tensor, memory: Optional[Tensor] = None, step_index: Optional[int] = None
     ) -> tuple[Tensor, Tensor]:
-        """x [B, input_size], memory [B, N, D] or None -> (output [B, N*D], next memory [B, N, D]).
+        """x [B, input_size] ([B, input_rows, input_size] with `input_rows`), memory [B, N, D] or
+        None -> (output [B, N*D], next memory [B, N, D]).
 
         `step_index`: the step's position in its sequence, for `slot_binding="position"` only."""
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.input_size:
+        row_shape = (self.input_size,) if self.input_rows is None else (self.input_rows, self.input_size)
+        if not isinstance(x, Tensor) or x.dim() != 1 + len(row_shape) or tuple(x.shape[1:]) != row_shape:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"input must have shape (batch, input_size={self.input_size}), got {shape}")
+            layout = "batch, input_size" if self.input_rows is None else f"batch, input_rows={self.input_rows}, input_size"
+            raise ValueError(f"input must have shape ({layout}={self.input_size}), got {shape}")
         self.check_input_dtype(x)
+        batch = int(x.shape[0])  # an int also under torch.jit.trace, which makes sizes tensors
         if memory is None:
-            memory = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+            memory = self.initial_state(batch, device=x.device, dtype=x.dtype)
         else:
-            self.check_memory(memory, x.shape[0], x)
+            self.check_memory(memory, batch, x)
         next_memory = self.step(self.input_projection(x), memory, step_index)
         return next_memory.flatten(1), next_memory
 
@@ -415,31 +490,42 @@ def bind_to_slot(next_memory: Tensor, memory: Tensor, step_index: int) -> Tensor
 
 
 class RelationalMemory(RecurrentCore):
-    """The Relational Memory Core over a sequence, with the call shape of `torch.nn.LSTM`.
+    __doc__ = f"""The Relational Memory Core over a sequence, with the call shape of `torch.nn.LSTM`.
 
-    `outputs, memory = rmc(x, memory=None)` with `x` of shape (T, B, input_size), or
-    (B, T, input_size) when `batch_first=True`. `outputs` holds the flattened memory after
-    every step, (T, B, mem_slots * mem_size); `memory` is the final memory (B, mem_slots, mem_size).
+    `outputs, memory = rmc(x, memory=None, lengths=None)` with `x` of shape (T, B, input_size),
+    or (B, T, input_size) when `batch_first=True` ((T, B, input_rows, input_size) or
+    (B, T, input_rows, input_size) with `input_rows`). `outputs` holds the flattened memory
+    after every step, (T, B, mem_slots * mem_size); `memory` is the final memory
+    (B, mem_slots, mem_size). `x` may also be a `torch.nn.utils.rnn.PackedSequence`; the
+    outputs are then one too, as with `nn.LSTM` (see `RecurrentCore`).
 
     `lengths` (optional, [B]) lets sequences of different lengths share a batch: entry b
     stops updating after `lengths[b]` steps, so its final memory (and its outputs from then
     on) are those at its own end.
 
-    Speed options (none changes the results beyond float rounding; see docs/performance.md):
-    `fast` (default True; the attribute `use_fast_path` can be flipped later) runs the fast
-    path instead of the straightforward per-step `cell.step`. With one attention block and
-    gradients on, the fast path is fused (`fused=True`, attribute `use_fused`): one
-    hand-written forward and backward for the whole sequence (cores/fused.py), which keeps
-    about half the activations of autograd's; otherwise (`fused=False`, several blocks, no
-    gradients, `torch.autocast`) it is `fast_sequence`, the step `fast_step` under autograd.
-    Two options apply to `fast_step` (and so turn the fused path off): `compile=True`
-    (attribute `use_compile`) wraps it in `torch.compile` (compiled on the first call, which
-    is slow); `recompute=True` keeps only each step's input memory for backward and
-    recomputes the step there (`torch.utils.checkpoint`): least activation memory, more time.
-    Everything torch users differentiate with works on the default path: under `torch.func`
-    transforms (grad, vmap, jacrev, ...) the fast path runs `fast_sequence` instead of the fused
-    function, and a double backward (`create_graph=True`) through the fused path recomputes the
-    sequence under autograd in its backward (`cores/fused.py`).
+    Args:
+{MODEL_ARGS}
+        batch_first: x and the outputs are (B, T, ...) instead of (T, B, ...).
+        fast: run the fast path (the default; the attribute `use_fast_path` can be flipped
+            later) instead of the straightforward per-step `cell.step`.
+        fused: with one attention block and gradients on, the fast path is fused (attribute
+            `use_fused`): one hand-written forward and backward for the whole sequence
+            (cores/fused.py), which keeps about half the activations of autograd's.
+        compile: wrap `fast_step` in `torch.compile` (attribute `use_compile`; compiled on
+            the first call, which is slow).
+        recompute: keep only each step's input memory for backward and recompute the step
+            there (`torch.utils.checkpoint`): least activation memory, more time.
+{DEVICE_ARGS}
+
+    The speed options change nothing beyond float rounding (docs/performance.md). Without the
+    fused path (`fused=False`, several blocks, no gradients, `torch.autocast`, `compile`,
+    `recompute`, `input_rows`, an `attention` or `slot_binding` diagnostic) the fast path is
+    `fast_sequence`, the step `fast_step` under autograd. Everything torch users differentiate
+    with works on the default path: under `torch.func` transforms (grad, vmap, jacrev, ...)
+    the fast path runs `fast_sequence` instead of the fused function, and a double backward
+    (`create_graph=True`) through the fused path recomputes the sequence under autograd in its
+    backward (`cores/fused.py`). The module also runs on the meta device and under
+    `torch.jit.trace` (which fixes the traced shapes).
     """
 
     state_batch_dim = 0  # the memory [B, mem_slots, mem_size] (the `RecurrentCore` contract)
@@ -449,16 +535,32 @@ class RelationalMemory(RecurrentCore):
         input_size: int,
         mem_slots: int,
         head_size: int,
+        num_heads: int = 1,
+        num_blocks: int = 1,
+        forget_bias: float = 1.0,
+        input_bias: float = 0.0,
+        gate_style: Optional[str] = "unit",
+        attention_mlp_layers: int = 2,
+        key_size: Optional[int] = None,
         *,
+        attention_scale: str = "key",
+        attention: str = "full",
+        slot_binding: str = "learned",
+        input_rows: Optional[int] = None,
         batch_first: bool = False,
         fast: bool = True,
         fused: bool = True,
         compile: bool = False,
         recompute: bool = False,
-        **options,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
-        self.cell = RelationalMemoryCell(input_size, mem_slots, head_size, **options)
+        self.cell = RelationalMemoryCell(
+            input_size, mem_slots, head_size, num_heads, num_blocks, forget_bias, input_bias, gate_style,
+            attention_mlp_layers, key_size, attention_scale=attention_scale, attention=attention,
+            slot_binding=slot_binding, input_rows=input_rows, device=device, dtype=dtype,
+        )  # fmt: skip
         self.batch_first = batch_first
         self.use_fast_path = bool(fast)
         self.use_fused = bool(fused)
@@ -471,6 +573,18 @@ class RelationalMemory(RecurrentCore):
         """Features of one step's output: the flattened memory, mem_slots * mem_size."""
         return self.cell.output_size
 
+    @property
+    def state_size(self) -> torch.Size:
+        """The shape of the memory of one batch entry, (mem_slots, mem_size) (Sonnet's `state_size`)."""
+        return self.cell.state_size
+
+    @property
+    def input_dims(self) -> tuple[tuple[str, int], ...]:
+        """One step's input per batch entry: (input_rows, input_size) with `input_rows`, else (input_size,)."""
+        if self.cell.input_rows is None:
+            return super().input_dims
+        return (("input_rows", self.cell.input_rows), ("input_size", self.cell.input_size))
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
@@ -478,7 +592,7 @@ class RelationalMemory(RecurrentCore):
             if name in {
                 "input_size", "mem_slots", "head_size", "num_heads", "num_blocks", "forget_bias",
                 "input_bias", "gate_style", "attention_mlp_layers", "key_size", "mem_size", "output_size",
-                "attention_scale", "query_scale", "attention", "slot_binding",
+                "attention_scale", "query_scale", "attention", "slot_binding", "input_rows",
             }:
                 return getattr(self.cell, name)
             raise
@@ -508,14 +622,16 @@ class RelationalMemory(RecurrentCore):
     @property
     def uses_fused_path(self) -> bool:
         """Whether the fast path runs fused (`FusedSequence`) when gradients are on: one block,
-        `fused`, no compile or recompute, and the paper's model (no `attention` ablation or
-        `slot_binding` diagnostic: those run `fast_sequence`)."""
+        `fused`, no compile or recompute, one input vector per step (no `input_rows`: the fused
+        function reads one input row) and the paper's model (no `attention` ablation or
+        `slot_binding` diagnostic); everything else runs `fast_sequence`."""
         cell = self.cell
         return (
             self.use_fused
             and cell.num_blocks == 1
             and not self.use_compile
             and not self.recompute
+            and cell.input_rows is None
             and cell.attention == "full"
             and cell.slot_binding == "learned"
         )
@@ -532,9 +648,9 @@ class RelationalMemory(RecurrentCore):
         self, x: Tensor, memory: Optional[Tensor] = None, lengths: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor]:
         cell = self.cell
-        x = self.check_sequence(x)  # [T, B, input_size]
+        x = self.check_sequence(x)  # [T, B, input_size] or [T, B, input_rows, input_size]
         cell.check_input_dtype(x)
-        steps, batch = x.shape[0], x.shape[1]
+        steps, batch = int(x.shape[0]), int(x.shape[1])  # ints also under torch.jit.trace, which makes sizes tensors
         memory = self.state_for(memory, batch, x)
         keep = _length_mask(lengths, steps, batch, x.device)
 
@@ -542,18 +658,20 @@ class RelationalMemory(RecurrentCore):
             return self.no_steps(x, batch, memory)
         if self.use_fast_path and cell.trace is None:
             # Without gradients the fused forward would only fill buffers nobody reads; autocast
-            # mixes dtypes and torch.func transforms need rules the fused function lacks.
+            # mixes dtypes, torch.func transforms need rules the fused function lacks, and
+            # torch.jit.trace cannot record it (a Python autograd.Function with non-tensor arguments).
             if (
                 self.uses_fused_path
                 and torch.is_grad_enabled()
                 and not _autocast_enabled(x.device.type)
                 and not _functorch_active()
+                and not torch.jit.is_tracing()
             ):
                 out, memory = fused_sequence(cell, x, memory, keep)
             else:
                 out, memory = fast_sequence(cell, x, memory, keep, step=self._step_function(), recompute=self.recompute)
         else:
-            # Every step's input row at once. `unbind` rather than `projected[t]`: indexing would
+            # Every step's input rows at once. `unbind` rather than `projected[t]`: indexing would
             # make backward build a zero [T, B, D] gradient per step (quadratic in T).
             projected = cell.input_projection(x).unbind(0)
             outputs = []
@@ -574,7 +692,12 @@ def _functorch_active() -> bool:
 
 
 def _autocast_enabled(device_type: str) -> bool:
-    """Whether torch.autocast is on for this device (the fused path does not handle mixed dtypes)."""
+    """Whether torch.autocast is on for this device (the fused path does not handle mixed dtypes).
+
+    A device autocast does not know (the meta device) has it off: asking torch would raise."""
+    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
+    if available is not None and not available(device_type):
+        return False
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4: no device argument
@@ -587,38 +710,48 @@ def _autocast_enabled(device_type: str) -> bool:
 def _input_terms(cell: RelationalMemoryCell, x: Tensor) -> tuple[Optional[Tensor], Tensor, Optional[Tensor]]:
     """Everything that depends on the input alone, for all T steps at once.
 
-    Returns (input rows [T, B, D] or None when no later block reads them, block 1's qkv
-    projection of the input row [T, B, F] before its layer norm, the gates' input part
-    [T, B, 2g] with every bias and constant of the gate pre-activation folded in, or None
-    without gating).
+    `x` is the sequence, [T, B, input_size] (or [T, B, R, input_size] with `input_rows`; a
+    vector input is read as one row). Returns (input rows [T, B, R, D], or None when no later
+    block reads them; block 1's qkv projection of the input rows [T, B, R, F] before its layer
+    norm; the gates' input part [T, B, 2g] with every bias and constant of the gate
+    pre-activation folded in, or None without gating).
     When it costs fewer multiply-adds (`fold_input_projection`), the input projection is
     folded into the weights of the two input-term matmuls,
     W (W_p x + b_p) + b = (W W_p) x + (W b_p + b), so the input rows are never formed.
     """
+    x = x.unsqueeze(2) if cell.input_rows is None else x  # [T, B, R, input_size]
     block = cell.blocks[0]
     projection = cell.input_projection
-    terms = [(block.qkv.weight, block.qkv.bias)]
+    qkv_term = (block.qkv.weight, block.qkv.bias)
+    gate_term = None
     if cell.gate_style is not None:
         g = cell.gate_input.out_features // 2
         bias = cell.gate_input.bias + cell.gate_memory.bias
         constants = torch.cat([bias.new_full((g,), cell.input_bias), bias.new_full((g,), cell.forget_bias)])
-        terms.append((cell.gate_input.weight, bias + constants))
+        gate_term = (cell.gate_input.weight, bias + constants)
     rows = projection(x) if cell.num_blocks > 1 or cell.attention == "none" else None
     if fold_input_projection(cell, tokens=x.shape[0] * x.shape[1]):
-        outputs = [F.linear(x, weight @ projection.weight, torch.addmv(bias, weight, projection.bias)) for weight, bias in terms]
+
+        def term(inputs: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+            return F.linear(inputs, weight @ projection.weight, torch.addmv(bias, weight, projection.bias))
+
+        source = x
     else:
-        rows_now = rows if rows is not None else projection(x)
-        outputs = [F.linear(rows_now, weight, bias) for weight, bias in terms]
-    gates = outputs[1] if cell.gate_style is not None else None
-    return rows, outputs[0], gates
+        term, source = F.linear, rows if rows is not None else projection(x)
+    qkv = term(source, *qkv_term)
+    gates = None if gate_term is None else term(source.flatten(2), *gate_term)  # the gates read all R rows at once
+    return rows, qkv, gates
 
 
 def fold_input_projection(cell: RelationalMemoryCell, tokens: int) -> bool:
     """Whether folding the input projection into the input-term matmuls costs fewer multiply-adds.
 
     Folded: one product of the weights, (out x D x I), then (tokens x I x out), plus the input
-    rows themselves when a later block needs them. Plain: tokens x D x (I + out).
+    rows themselves when a later block needs them. Plain: tokens x D x (I + out). Only with one
+    input row per step (the gates' input part reads R rows flattened, which the fold does not cover).
     """
+    if cell.rows_per_step != 1:
+        return False
     out_features = cell.blocks[0].qkv.out_features + (cell.gate_input.out_features if cell.gate_style is not None else 0)
     width, in_features = cell.mem_size, cell.input_size
     needs_rows = cell.num_blocks > 1 or cell.attention == "none"
@@ -639,17 +772,18 @@ def _mlp(mlp: nn.Sequential, rows: Tensor) -> Tensor:
 def fast_step(
     cell: RelationalMemoryCell,
     memory: Tensor,
-    input_row: Optional[Tensor],
+    input_rows: Optional[Tensor],
     input_qkv: Tensor,
     input_gates: Optional[Tensor],
 ) -> Tensor:
-    """One step of the fast path: memory [B, N, D] and the step's `_input_terms` -> next memory.
+    """One step of the fast path: memory [B, N, D] and the step's `_input_terms` (input rows
+    [B, R, D] or None, their normed qkv [B, R, F], the gates' input part [B, 2g] or None) -> next memory.
 
     Same maths as `RelationalMemoryCell.step`, less work:
-    * block 1 projects only the N memory rows; the input row's normed qkv comes precomputed;
+    * block 1 projects only the N memory rows; the input rows' normed qkv comes precomputed;
     * in the last block only the memory rows ask queries and go through the residuals and the
-      MLP: the input row's own output is dropped after it (with one block the input row is
-      just one more key and value);
+      MLP: the input rows' own outputs are dropped after it (with one block the input rows are
+      just more keys and values);
     * attention as two batched matmuls (`scaled_dot_product_attention` was measured: its CPU
       kernel is slower for a handful of rows, and it has no double backward);
     * the gates' input part and all gate biases come precomputed: one matmul, one add and one
@@ -659,19 +793,19 @@ def fast_step(
     batch, slots = memory.shape[0], memory.shape[1]
     heads, key_size, head_size = cell.num_heads, cell.key_size, cell.head_size
     last = len(cell.blocks) - 1
-    if cell.attention == "none":  # the ablation: the input row replaces the attention output
-        rows = torch.cat([memory, input_row.unsqueeze(1)], dim=1)
+    if cell.attention == "none":  # the ablation: the (one) input row replaces the attention output
+        rows = torch.cat([memory, input_rows], dim=1)
         for block in cell.blocks:
             rows = _norm(block.attention_norm, rows + rows[:, -1:])
             rows = _norm(block.mlp_norm, _mlp(cell.mlp, rows) + rows)
         return _gate(cell, memory, rows[:, :slots], input_gates)
-    rows = memory  # the rows entering the block: memory, plus the input row while a later block reads it
+    rows = memory  # the rows entering the block: memory, plus the input rows while a later block reads them
     for index, block in enumerate(cell.blocks):
         if index == 0:
             memory_qkv = _norm(block.qkv_norm, F.linear(memory, block.qkv.weight, block.qkv.bias))
-            qkv = torch.cat([memory_qkv, input_qkv.unsqueeze(1)], dim=1)
+            qkv = torch.cat([memory_qkv, input_qkv], dim=1)
             if index != last:
-                rows = torch.cat([memory, input_row.unsqueeze(1)], dim=1)
+                rows = torch.cat([memory, input_rows], dim=1)
         else:
             qkv = _norm(block.qkv_norm, F.linear(rows, block.qkv.weight, block.qkv.bias))
         qkv = qkv.view(batch, -1, heads, 2 * key_size + head_size).transpose(1, 2)
@@ -680,7 +814,9 @@ def fast_step(
             queries, rows = queries[:, :, :slots], rows[:, :slots]
         scores = torch.matmul(queries, keys.transpose(-1, -2)).mul_(cell.query_scale)
         if cell.attention != "full":
-            scores = scores + attention_mask(cell.attention, scores.shape[-2], scores.shape[-1], scores.device, scores.dtype)
+            queries_here, rows_here = scores.shape[-2], scores.shape[-1]
+            mask = attention_mask(cell.attention, queries_here, rows_here, scores.device, scores.dtype, cell.rows_per_step)
+            scores = scores + mask
         attended = torch.matmul(torch.softmax(scores, dim=-1), values)
         attended = attended.transpose(1, 2).reshape(rows.shape)
         rows = _norm(block.attention_norm, rows + attended)
@@ -705,7 +841,8 @@ def fast_sequence(
     step: Callable[..., Tensor] = fast_step,
     recompute: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """The fast path over a sequence: x [T, B, input_size], memory [B, N, D] -> (outputs [T, B, N*D], memory).
+    """The fast path over a sequence: x [T, B, input_size] (or [T, B, input_rows, input_size]),
+    memory [B, N, D] -> (outputs [T, B, N*D], memory).
 
     Savings over the straightforward loop, besides those of `fast_step`:
     * everything input-only (`_input_terms`) runs once for all T steps, as big matmuls;
@@ -740,7 +877,10 @@ def fused_sequence(cell: RelationalMemoryCell, x: Tensor, memory: Tensor, keep: 
     """
     if cell.num_blocks != 1:
         raise ValueError(f"the fused path needs num_blocks == 1, got {cell.num_blocks}")
+    if cell.input_rows is not None:
+        raise ValueError(f"the fused path reads one input vector per step, got input_rows={cell.input_rows}")
     _, qkv, gates = _input_terms(cell, x)
+    qkv = qkv.squeeze(2)  # [T, B, F]: the one input row
     block = cell.blocks[0]
     shape = SequenceShape(
         memory, qkv, cell.num_heads, cell.key_size, cell.head_size, cell.gate_style, cell.attention_mlp_layers,

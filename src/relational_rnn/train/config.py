@@ -93,7 +93,10 @@ class RunConfig:
         """The RunConfig a `config.json` holds, every value checked against its field's type.
 
         Unknown keys (top-level or in a section) are errors, not silently dropped; a field the
-        file lacks (one added by a later version) takes its default.
+        file lacks (one added by a later version) takes its default, unless the section's type
+        says otherwise: a config dataclass may define a classmethod `upgrade_saved(fields) ->
+        fields` that rewrites an older version's saved fields into what they meant (e.g.
+        `LMConfig` gives a run saved before `output_dropout` existed the dropout it trained with).
         """
         if not isinstance(data, dict):
             raise ConfigError("a run config is a JSON object")
@@ -140,9 +143,13 @@ def _field_types(config: Any) -> dict[str, Any]:
 
 
 def section_from_dict(data: Any, section_type: type, section_name: str) -> Any:
-    """One section of a saved config (`task`, `core` or `train`), its values checked by `check_value`."""
+    """One section of a saved config (`task`, `core` or `train`), its values checked by `check_value`,
+    after the section type's `upgrade_saved` (if it has one) has translated an older version's fields."""
     if not isinstance(data, dict):
         raise ConfigError(f"{section_name} must be a JSON object of fields, got {data!r}")
+    upgrade_saved = getattr(section_type, "upgrade_saved", None)
+    if upgrade_saved is not None:
+        data = upgrade_saved(dict(data))  # a copy: the caller's dict is left as it was read
     types_ = _field_types(section_type)
     unknown = sorted(set(data) - set(types_))
     if unknown:
