@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from relational_rnn.tasks.lm import batchify, num_windows, window
 from relational_rnn.tasks.lm.task import LMConfig
 from relational_rnn.train import ConfigError, load_checkpoint, read_metrics, train
 from relational_rnn.train.config import RunConfig
+
+from distributed_helpers import assert_same_training, train_in_two_processes
 
 WORDS = "the of and a in to is was cat dog sat on mat ran far home big small red blue".split()
 
@@ -273,40 +273,15 @@ def test_a_checkpoint_from_before_the_batch_dims_were_kept_still_loads(corpus_di
     assert all(torch.equal(a, b) for a, b in zip(loaded, parts))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ddp_worker(rank: int, ports: list[int], options: list[tuple[str, str]], out_dir: str) -> None:
-    """One of 2 processes, set up as torchrun would: 3 steps, then a resume to the end of the budget."""
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
-    first = build_run_config("lm", "cpu", options)
-    first.override("steps", "3")
-    os.environ["MASTER_PORT"] = str(ports[0])
-    train(first, Path(out_dir))
-    os.environ["MASTER_PORT"] = str(ports[1])
-    train(build_run_config("lm", "cpu", options), Path(out_dir), resume=True)
-
-
 def test_two_processes_equal_one_process_with_the_same_global_batch(corpus_dir, tmp_path):
     options = tiny(corpus_dir, steps=6, eval_every=3, eval_tokens=60)
     train(build_run_config("lm", "cpu", options), tmp_path / "single")
     # 2 processes (gloo), 2 of the 4 streams each, the run interrupted and resumed after step 3
-    torch.multiprocessing.spawn(_ddp_worker, args=([_free_port(), _free_port()], options, str(tmp_path / "ddp")), nprocs=2)
-    single = read_metrics(tmp_path / "single" / "metrics.jsonl")
-    ddp = read_metrics(tmp_path / "ddp" / "metrics.jsonl")
-    assert [r["step"] for r in ddp] == [r["step"] for r in single] == [3, 6]
-    for a, b in zip(single, ddp):
-        for key in ("loss", "perplexity", "train_loss"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4), key
-    state_a = load_checkpoint(tmp_path / "single" / "checkpoint.pt")
-    state_b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
-    for name, weight in state_a["model"].items():
-        # Adam turns float-rounding differences in near-zero gradients into up to lr-sized steps
-        torch.testing.assert_close(state_b["model"][name], weight, rtol=1e-3, atol=5e-4)
+    train_in_two_processes("lm", options, tmp_path / "ddp", stop_at=3)
+    # Adam turns float-rounding differences in near-zero gradients into up to lr-sized steps
+    state_a, state_b = assert_same_training(tmp_path / "single", tmp_path / "ddp", ("loss", "perplexity", "train_loss"),
+                                            rel=1e-4, rtol=1e-3, atol=5e-4)
+    assert [r["step"] for r in read_metrics(tmp_path / "ddp" / "metrics.jsonl")] == [3, 6]
     memory_a, memory_b = state_a["task_state"]["memory"][0], state_b["task_state"]["memory"][0]
     assert memory_b.shape == memory_a.shape == (4, 1, 8)  # every stream's memory, gathered from both ranks
     torch.testing.assert_close(memory_b, memory_a, rtol=1e-3, atol=1e-3)
@@ -371,6 +346,7 @@ def test_missing_data_dir_is_one_clear_line(tmp_path, capsys, argv, message):
 
 def test_tasks_without_sharding_refuse_several_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(get_task("nth-farthest"), "supports_distributed", False)  # as a task that cannot shard its batch
     run = build_run_config("nth-farthest", "cpu", [("steps", "1")])
     with pytest.raises(ConfigError, match="does not support multi-process"):
         train(run, tmp_path / "run")

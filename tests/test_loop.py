@@ -336,3 +336,31 @@ def test_linear_warmup_then_the_reference_schedule():
     decaying = ExponentialDecayToFloor(1e-3, 5e-4, 0.5, 10, warmup_steps=2)
     assert decaying(0) == 0.5 and decaying(10) == 0.5 and decaying(100) == 0.5  # warmed up, then floored at 5e-4
     assert ExponentialDecayToFloor(1e-3, None, 0.9, 10)(0) == 1.0  # no warmup: the reference's constant lr
+
+
+def test_a_task_may_build_its_optimiser_and_take_several_optimiser_steps_per_training_step(tmp_path, monkeypatch):
+    """The loop's task hooks: `build_optimizer` gives the optimiser, `train_step` the training step (here two
+    optimiser steps on the step's loss); the schedule still steps once per training step, and resume stays exact."""
+    from relational_rnn.tasks.base import Task
+    from relational_rnn.tasks.nth_farthest import NthFarthestTask
+    from relational_rnn.train.checkpoint import load_checkpoint
+
+    def build_optimizer(self, model, lr):
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
+
+    def train_step(self, model, optimizer, step, clip_norm):
+        for _ in range(2):
+            loss, info = Task.train_step(self, model, optimizer, step, clip_norm)
+        return loss.detach(), info
+
+    monkeypatch.setattr(NthFarthestTask, "build_optimizer", build_optimizer)
+    monkeypatch.setattr(NthFarthestTask, "train_step", train_step)
+    schedule = dict(lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3)
+    whole = train(_run(steps=6, eval_every=2, **schedule), tmp_path / "whole")
+    state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    assert state["optimizer"]["param_groups"][0]["betas"] == (0.5, 0.9)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {12}  # 2 per training step
+    assert state["scheduler"]["last_epoch"] == 6 and whole["step"] == 6  # 1 per training step
+    train(_run(steps=4, eval_every=2, **schedule), tmp_path / "parts")
+    train(_run(steps=6, eval_every=2, **schedule), tmp_path / "parts", resume=True)
+    assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))

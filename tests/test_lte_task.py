@@ -1,4 +1,4 @@
-"""The Learning to Execute task: model, masking, curriculum through the loop, cores, command line."""
+"""The Learning to Execute task: model, masking, curriculum through the loop, cores, command line, 2-process DDP."""
 
 import json
 import random
@@ -13,6 +13,8 @@ from relational_rnn.tasks.lte import PAD_ID, encode_batch, generate, vocab_size
 from relational_rnn.tasks.lte.task import LTEConfig, LTETask, batch_logits, masked_cross_entropy
 from relational_rnn.train import read_metrics, train
 from relational_rnn.train.checkpoint import load_checkpoint
+
+from distributed_helpers import assert_same_training, default_dtype, train_in_two_processes
 
 TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("max_length", "2"), ("max_nesting", "2"),
         ("batch_size", "8"), ("eval_samples", "16"), ("mlp_hidden", "8"), ("threads", "1"), ("progress", "false")]
@@ -154,3 +156,20 @@ def test_registered_with_presets_and_report_group():
     assert (paper.core.mem_slots, paper.core.num_heads, paper.core.head_size, paper.core.gate_style) == (4, 4, 128, "memory")
     assert (paper.train.steps, paper.train.lr) == (200_000, 1e-3)
     assert task.results_group(LTEConfig(program="double")) == "double"
+
+
+def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
+    """2 gloo processes, 4 of the 8 programs each (the combined curriculum mixes lengths, so the
+    halves hold different numbers of characters), stopped after step 3 and resumed: the same
+    evaluations, training accuracy, curriculum and weights as one process (float rounding aside).
+    The loss divides by the whole batch's characters, and the curriculum counts both ranks'."""
+    options = [*TINY, ("steps", "6"), ("eval_every", "3"), ("curriculum", "combined"), ("curriculum_threshold", "0.0"),
+               ("curriculum_every", "4"), ("max_length", "3")]
+    with default_dtype(torch.float64):  # float64: rounding noise stays far below Adam's eps (distributed_helpers)
+        train(build_run_config("lte", "cpu", options), tmp_path / "single")
+    train_in_two_processes("lte", options, tmp_path / "ddp", stop_at=3, dtype=torch.float64)
+    keys = ("loss", "char_accuracy", "seq_accuracy", "train_loss", "train_char_accuracy", "train_seq_accuracy",
+            "train_curriculum_length", "train_curriculum_nesting")
+    single, ddp = assert_same_training(tmp_path / "single", tmp_path / "ddp", keys, rel=1e-9, rtol=1e-9, atol=1e-9)
+    assert ddp["task_state"] == single["task_state"]
+    assert single["task_state"]["curriculum"]["length"] == 2 and single["task_state"]["window"]["char_total"] > 0

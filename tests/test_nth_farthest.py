@@ -1,4 +1,4 @@
-"""The N-th farthest task: data exactly as specified, model shape, fixed evaluation set."""
+"""The N-th farthest task: data exactly as specified, model shape, fixed evaluation set, curriculum, resume, 2-process DDP."""
 
 import signal
 import subprocess
@@ -18,8 +18,11 @@ from relational_rnn.tasks.nth_farthest import (
     make_batch,
     plateau_loss,
 )
-from relational_rnn.train import read_metrics
+from relational_rnn.cli import build_run_config
+from relational_rnn.train import read_metrics, train
 from relational_rnn.train.config import ConfigError
+
+from distributed_helpers import assert_same_training, default_dtype, train_in_two_processes
 
 
 def _brute_force_answer(vectors, labels, n, m):
@@ -216,3 +219,35 @@ def test_curriculum_run_killed_at_any_moment_resumes_exactly(tmp_path):
     subprocess.run(_curriculum_cli(tmp_path / "killed", steps) + ["--resume"], check=True, capture_output=True)
     resumed = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(metrics_file)]
     assert resumed == expected
+
+
+def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
+    """2 gloo processes, 8 of the 16 samples each, stopped after step 3 and resumed: the same
+    evaluations, training accuracy, curriculum and weights as one process (float rounding aside).
+    The curriculum's check at step 4 counts both ranks' answers, and the checkpoint at step 6 holds
+    two steps of the next window: equal task states mean every rank counted the whole batch."""
+    options = [(name, str(value)) for name, value in dict(
+        steps=6, eval_every=3, mem_slots=2, head_size=4, num_heads=2, num_vectors=3, vector_dim=2, batch_size=16,
+        eval_samples=64, mlp_hidden=16, curriculum="objects", curriculum_every=4, curriculum_threshold=0.3, lr=3e-3,
+        threads=1, progress=False).items()]
+    with default_dtype(torch.float64):  # float64: rounding noise stays far below Adam's eps (distributed_helpers)
+        train(build_run_config("nth-farthest", "cpu", options), tmp_path / "single")
+    train_in_two_processes("nth-farthest", options, tmp_path / "ddp", stop_at=3, dtype=torch.float64)
+    keys = ("loss", "accuracy", "train_loss", "train_accuracy", "curriculum_stage")
+    single, ddp = assert_same_training(tmp_path / "single", tmp_path / "ddp", keys, rel=1e-9, rtol=1e-9, atol=1e-9)
+    assert ddp["task_state"] == single["task_state"] == {"curriculum_stage": 1, "curriculum_window": [single["task_state"]["curriculum_window"][0], 32]}
+    # A checkpoint holds no per-rank state: the 2-process run continues in one process as the 1-process run does.
+    longer = [*options, ("steps", "8")]
+    with default_dtype(torch.float64):
+        for run in ("single", "ddp"):
+            assert train(build_run_config("nth-farthest", "cpu", longer), tmp_path / run, resume=True)["step"] == 8
+    assert_same_training(tmp_path / "single", tmp_path / "ddp", keys, rel=1e-9, rtol=1e-9, atol=1e-9)
+
+
+def test_a_global_batch_the_processes_cannot_share_is_one_clear_error(monkeypatch):
+    from relational_rnn.train import distributed
+
+    monkeypatch.setattr(distributed, "world", lambda: (1, 3))
+    with pytest.raises(ConfigError, match="^the global batch_size 8 does not divide by the 3 processes; choose a multiple of 3$"):
+        _task()
+    assert distributed.shard_rows(9) == slice(3, 6)  # rank 1 of 3

@@ -1,5 +1,6 @@
-"""The Mini Pac-Man actor-critic task: agent, the rollout helper, state resets, training + exact resume, eval, play,
-baselines, errors, and runs of the old environment."""
+"""The Mini Pac-Man actor-critic task: agent, the rollout helper, state resets, A2C and PPO (GAE, the clipped losses,
+the replay from the stored state, the update schedule), training + exact resume for both, A2C's numbers kept, eval,
+play, baselines, errors, and runs of the old environment."""
 
 import json
 
@@ -33,6 +34,9 @@ def _task(run):
 
 def _without_time(records):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+PPO = {"algo": "ppo", "num_minibatches": 3, "update_epochs": 2}  # with TINY's 3 envs: minibatches of one env
 
 
 @pytest.mark.parametrize("obs", ["full", "viewport"])
@@ -111,17 +115,145 @@ def test_env_snapshot_restores_exactly():
             assert np.array_equal(env.reset()[0], twin.reset()[0])
 
 
-def test_train_and_resume_through_the_loop_is_exact(tmp_path):
-    whole = train(_run(steps=6, eval_every=2), tmp_path / "whole")
-    train(_run(steps=4, eval_every=2), tmp_path / "part")
+@pytest.mark.parametrize("algo", [{}, PPO], ids=["a2c", "ppo"])
+def test_train_and_resume_through_the_loop_is_exact(tmp_path, algo):
+    """6 steps straight equal 4 steps, then --resume to 6: the same metrics, weights and optimiser state, bit for bit."""
+    whole = train(_run(steps=6, eval_every=2, **algo), tmp_path / "whole")
+    train(_run(steps=4, eval_every=2, **algo), tmp_path / "part")
     state = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
     assert state["task_state"]["env_steps"] == 4 * 15
-    resumed = train(_run(steps=6, eval_every=2), tmp_path / "part", resume=True)
+    resumed = train(_run(steps=6, eval_every=2, **algo), tmp_path / "part", resume=True)
     assert _without_time([resumed]) == _without_time([whole])
     records = _without_time(read_metrics(tmp_path / "part" / "metrics.jsonl"))
     assert records == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert [r["env_steps"] for r in records] == [30, 60, 90]
     assert {"episode_return", "episode_return_std", "loss", "train_entropy"} <= set(records[-1])
+    ends = [load_checkpoint(tmp_path / name / "checkpoint.pt") for name in ("whole", "part")]
+    for name, weights in ends[0]["model"].items():
+        assert torch.equal(weights, ends[1]["model"][name]), name
+    moments = [[s["exp_avg_sq"] for s in end["optimizer"]["state"].values()] for end in ends]
+    assert all(torch.equal(a, b) for a, b in zip(*moments)) and len(moments[0]) == len(ends[0]["model"])
+
+
+# A2C's numbers as the code gave them before PPO and the loop's train_step hook were added (recorded
+# with torch 2.13.0+cpu on this project's machines; another build may round differently): per
+# evaluation (train_loss, eval loss) of `_run(core="lstm", steps=3, eval_every=1)`, and the sum of its
+# final weights. The LSTM (torch's own nn.LSTM) keeps the record about the task's code: the A2C path is
+# the same for every core, and the RMC's fused path rounds differently whenever it is optimised.
+A2C_BEFORE_PPO = {
+    "lstm": ([(1.4155515432357788, 10.498545559405462), (0.8841497302055359, 10.46647175253406),
+              (0.6791581511497498, 10.437253163413867)], -14.02871754404623),
+}
+
+
+@pytest.mark.skipif(torch.__version__ != "2.13.0+cpu", reason="the numbers were recorded with torch 2.13.0+cpu")
+@pytest.mark.parametrize("core", sorted(A2C_BEFORE_PPO))
+def test_a2c_numbers_are_those_from_before_ppo(tmp_path, core):
+    """The default algorithm is untouched by the PPO work: the same losses and weights, bit for bit."""
+    train(_run(core=core, steps=3, eval_every=1), tmp_path / "run")
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    weights = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    losses, weight_sum = A2C_BEFORE_PPO[core]
+    assert [(r["train_loss"], r["loss"]) for r in records] == losses
+    assert float(sum(w.double().sum() for w in weights.values())) == weight_sum
+
+
+def test_generalized_advantages_on_a_hand_computed_example():
+    """Two envs, three steps, an episode end after env 0's second step; discount 0.5, lambda 0.5.
+
+    env 0: delta_2 = 3 + 0.5 * 4 - 2 = 3, A_2 = 3; step 1 ended the episode: delta_1 = 0 - 1 = -1, A_1 = -1;
+           delta_0 = 1 + 0.5 * 1 - 0.5 = 1, A_0 = 1 + 0.25 * (-1) = 0.75.
+    env 1: delta_2 = 1 + 0.5 * 2 - 1 = 1, A_2 = 1; delta_1 = 2 + 0.5 * 1 - 0.5 = 2, A_1 = 2 + 0.25 * 1 = 2.25;
+           delta_0 = 0 + 0.5 * 0.5 - 1 = -0.75, A_0 = -0.75 + 0.25 * 2.25 = -0.1875."""
+    from relational_rnn.tasks.pacman import generalized_advantages
+
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]])
+    values = torch.tensor([[0.5, 1.0], [1.0, 0.5], [2.0, 1.0]])
+    dones = torch.tensor([[False, False], [True, False], [False, False]])
+    advantages, returns = generalized_advantages(rewards, values, dones, torch.tensor([4.0, 2.0]), 0.5, 0.5)
+    assert torch.equal(advantages, torch.tensor([[0.75, -0.1875], [-1.0, 2.25], [3.0, 1.0]]))
+    assert torch.equal(returns, advantages + values)
+
+
+def test_generalized_advantages_with_lambda_one_are_the_n_step_advantages():
+    """lambda = 1: the targets are A2C's n-step returns (and lambda = 0: one-step TD errors)."""
+    from relational_rnn.tasks.pacman import discounted_returns, generalized_advantages
+
+    generator = torch.Generator().manual_seed(0)
+    rewards, values = torch.rand(7, 4, generator=generator), torch.rand(7, 4, generator=generator)
+    dones, bootstrap = torch.rand(7, 4, generator=generator) < 0.3, torch.rand(4, generator=generator)
+    _, returns = generalized_advantages(rewards, values, dones, bootstrap, 0.9, 1.0)
+    assert torch.allclose(returns, discounted_returns(rewards, dones, bootstrap, 0.9), atol=1e-6)
+    advantages, _ = generalized_advantages(rewards, values, dones, bootstrap, 0.9, 0.0)
+    next_values = torch.cat([values[1:], bootstrap[None]])
+    assert torch.allclose(advantages, rewards + 0.9 * (~dones).float() * next_values - values, atol=1e-6)
+
+
+def test_the_clipped_policy_loss_on_a_hand_computed_example():
+    """Ratios 0.5, 1, 1.5, 1.5 with advantages 1, 1, 1, -1 and clip 0.2: per entry max(-A r, -A clip(r, 0.8, 1.2))
+    = -0.5 (below the range with A > 0: unclipped), -1, -1.2 (clipped: no gradient), 1.5 (A < 0: unclipped)."""
+    from relational_rnn.tasks.pacman import clipped_policy_loss
+
+    log_probs = torch.log(torch.tensor([0.5, 1.0, 1.5, 1.5])).requires_grad_()
+    loss = clipped_policy_loss(log_probs, torch.zeros(4), torch.tensor([1.0, 1.0, 1.0, -1.0]), 0.2)
+    assert loss.item() == pytest.approx((-0.5 - 1.0 - 1.2 + 1.5) / 4)
+    loss.backward()  # d/d log_prob of -A r / 4 is -A r / 4 where unclipped, 0 where the clipped term is the max
+    assert log_probs.grad.tolist() == pytest.approx([-0.125, -0.25, 0.0, 0.375])
+
+
+def test_the_value_loss_clipped_and_not():
+    """Values 1 and 3 around old values 2, targets 0, clip 0.5: held values 1.5 and 2.5; per entry the larger
+    squared error: max(1, 2.25) and max(9, 6.25); half their mean 2.8125 (unclipped: half of (1 + 9) / 2)."""
+    from relational_rnn.tasks.pacman import value_loss
+
+    values, returns, old = torch.tensor([1.0, 3.0]), torch.zeros(2), torch.tensor([2.0, 2.0])
+    assert value_loss(values, returns).item() == 2.5
+    assert value_loss(values, returns, old, 0.5).item() == 2.8125
+
+
+@pytest.mark.parametrize("core", list(CORES))
+def test_ppo_replay_from_the_stored_state_gives_the_rollout_again(core):
+    """A minibatch of envs replayed from the unroll's start state (select_state, reset_state on the stored
+    flags, episodes ending inside the unroll) gives the collected logits and values: PPO's first ratios are 1."""
+    task, model = _task(_run(core=core, max_steps=4, unroll_length=10, **PPO))
+    task._unroll(model, grad=False)  # a first unroll, so the second starts from a carried, non-initial state
+    steps, start = task._unroll(model, grad=False)
+    resets = torch.stack([taken.resets for taken in steps])
+    assert resets.any() and not resets.all()
+    envs = torch.tensor([2, 0])
+    with torch.no_grad():
+        obs = torch.stack([taken.obs for taken in steps])[:, envs]
+        logits, values = model.replay(obs, resets[:, envs], model.core.select_state(start, envs))
+    assert torch.allclose(logits, torch.stack([taken.logits for taken in steps])[:, envs], atol=1e-5)
+    assert torch.allclose(values, torch.stack([taken.values for taken in steps])[:, envs], atol=1e-5)
+
+
+def test_a_ppo_step_is_epochs_times_minibatches_optimiser_steps_over_whole_environments(monkeypatch):
+    """One training step: one unroll, then update_epochs passes, each splitting the envs into num_minibatches
+    (shuffled) groups that cover every env once, each replayed over the whole unroll and stepped once."""
+    task, model = _task(_run(num_envs="4", num_minibatches=2, update_epochs=3, algo="ppo"))
+    replayed, selected = [], []
+    replay, select_state = type(model).replay, type(model.core).select_state
+
+    def spy_replay(self, obs, resets, state):
+        replayed.append((obs.shape[0], resets.shape[1]))
+        return replay(self, obs, resets, state)
+
+    def spy_select(self, state, index):
+        selected.append(sorted(index.tolist()))
+        return select_state(self, state, index)
+
+    monkeypatch.setattr(type(model), "replay", spy_replay)
+    monkeypatch.setattr(type(model.core), "select_state", spy_select)
+    optimizer = task.build_optimizer(model, 1e-3)
+    assert optimizer.defaults["eps"] == 1e-5  # cleanrl's Adam
+    loss, info = task.train_step(model, optimizer, 0, clip_norm=0.5)
+    assert replayed == [(5, 2)] * 6 and task.env_steps == 4 * 5  # the whole unroll of 5 steps, 2 envs each time
+    assert all(sorted(selected[i] + selected[i + 1]) == [0, 1, 2, 3] for i in (0, 2, 4))  # each pass: every env once
+    assert len({tuple(envs) for envs in selected}) > 2  # shuffled from pass to pass
+    assert {int(s["step"]) for s in optimizer.state.values()} == {6}
+    assert torch.isfinite(loss) and not loss.requires_grad
+    assert {"policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"} <= set(info)
 
 
 def test_eval_and_play_on_a_tiny_run(tmp_path, capsys):
@@ -199,6 +331,11 @@ def test_runs_of_the_old_environment_are_a_group_of_their_own_and_refuse_to_run(
         (["--num-envs", "0"], "num_envs must be >= 1"),
         (["--encoding", "gray"], "encoding must be one of rgb, planes, got 'gray'"),
         (["--rules", "from-memory"], "rules='from-memory', which this version no longer has"),
+        (["--algo", "sac"], "algo must be one of a2c, ppo, got 'sac'"),
+        (["--algo", "ppo", "--num-minibatches", "5"], "num_minibatches (5) must divide num_envs (32)"),
+        (["--gae-lambda", "1.5"], "gae_lambda must lie in [0, 1], got 1.5"),
+        (["--clip-coef", "0"], "clip_coef must be > 0, got 0.0"),
+        (["--update-epochs", "0"], "update_epochs must be >= 1"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, capsys, argv, expected):

@@ -4,12 +4,17 @@ A task owns its data, its model head around a core, its loss and its metrics, an
 presets. It knows nothing of the command line or of checkpoint files: whatever mutable
 state it has (a curriculum, a vocabulary, memory carried between windows) it hands over
 through `state_dict` / `load_state_dict`, and the loop stores that in the checkpoint.
+
+One training step of the loop is `train_step`: by default one loss (`training_loss`) and
+one optimiser step (`optimizer_step`). A task whose step is several optimiser steps (Mini
+Pac-Man's PPO: one rollout, then several epochs of minibatch updates) overrides
+`train_step`, and may build its own optimiser (`build_optimizer`, default Adam).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -64,8 +69,26 @@ class Task:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def build_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of `model`'s parameters at learning rate `lr` (the loop's schedule scales it):
+        Adam with torch's defaults, unless a task needs other settings."""
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                   clip_norm: Optional[float]) -> tuple[Tensor, dict[str, float]]:
+        """Training step `step` (0-based): update `model`'s weights; return the loss to log and any numbers worth logging.
+
+        By default one optimiser step on `training_loss(model, step)`. A task whose training step is
+        several optimiser steps overrides this (each through `optimizer_step`); the loop then logs the
+        returned loss (a detached tensor is fine) and steps the schedule once per training step.
+        """
+        loss, info = self.training_loss(model, step)
+        optimizer_step(model, optimizer, loss, clip_norm)
+        return loss, info
+
     def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
-        """The loss of training step `step` (0-based), and any numbers worth logging.
+        """The loss of training step `step` (0-based), and any numbers worth logging (what the default
+        `train_step` takes one optimiser step on).
 
         The loop averages each logged number over the steps between evaluations and writes it
         as `train_<name>` in the evaluation record.
@@ -96,3 +119,12 @@ class Task:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, clip_norm: Optional[float]) -> None:
+    """One optimiser step on `loss`: gradients from scratch, clipped to the global L2 norm `clip_norm` (None: not clipped)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()

@@ -14,6 +14,10 @@ Each sample is K vectors of d dims, uniform in [-1, 1), with labels a random per
 Training data is fresh every batch; evaluation uses one fixed, seeded test set. A curriculum
 (`curriculum`) can train on fewer vectors or easier questions first; the test set is always
 the configured question at K vectors. docs/nth_farthest.md gives each question's levels.
+
+Under torchrun (`supports_distributed`) `batch_size` is the global batch: every rank draws the
+whole step's batch and trains on its rows (`distributed.shard_rows`); the training accuracy, and
+so the curriculum, counts the answers of every rank; every rank evaluates the whole test set.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cores import CoreConfig, build_core
+from ..train import distributed
 from ..train.config import ConfigError, TrainConfig
 from .base import Preset, Task
 from .heads import mlp_head
@@ -189,6 +194,7 @@ class NthFarthestTask(Task):
     name = "nth-farthest"
     config_type = NthFarthestConfig
     main_metric = "accuracy"
+    supports_distributed = True  # the global batch split by rank, the curriculum counted over the ranks
     paper_results = """
 | model | accuracy (K=8, d=16) |
 |---|---|
@@ -200,6 +206,7 @@ class NthFarthestTask(Task):
     def __init__(self, config: NthFarthestConfig, core: CoreConfig, seed: int, device: torch.device) -> None:
         config.validate()
         super().__init__(config, core, seed, device)
+        distributed.shard_rows(config.batch_size)  # under torchrun: a batch the processes cannot share is refused now
         generator = torch.Generator().manual_seed(stream_seed("nth-farthest-eval", config.eval_seed))
         self.eval_inputs, self.eval_answers = make_batch(
             config.num_vectors, config.vector_dim, config.eval_samples, generator, question=config.question
@@ -252,12 +259,16 @@ class NthFarthestTask(Task):
         return inputs.to(self.device), answers.to(self.device)
 
     def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy on this rank's rows of the step's batch (all of them in one process); the
+        accuracy logged and fed to the curriculum is the whole batch's, counted over the ranks."""
         inputs, answers = self.training_batch(step)
+        rows = distributed.shard_rows(len(answers))
+        inputs, answers = inputs[rows], answers[rows]
         logits = model(inputs)
-        correct = int((logits.detach().argmax(-1) == answers).sum())
+        correct, samples = distributed.sum_over_ranks(int((logits.detach().argmax(-1) == answers).sum()), len(answers))
         if len(self.stages) > 1:
-            self._update_curriculum(correct, len(answers))
-        return F.cross_entropy(logits, answers), {"accuracy": correct / len(answers)}
+            self._update_curriculum(correct, samples)
+        return F.cross_entropy(logits, answers), {"accuracy": correct / samples}
 
     def _update_curriculum(self, correct: int, samples: int) -> None:
         """Every `curriculum_every` steps: next stage if the training accuracy since the last check reached the threshold."""

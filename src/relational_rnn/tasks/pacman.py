@@ -1,4 +1,4 @@
-"""Mini Pac-Man (paper section 5.3): a recurrent advantage actor-critic agent, any registered core.
+"""Mini Pac-Man (paper section 5.3): a recurrent actor-critic agent, any registered core, trained by A2C or PPO.
 
 The environment is `relational_rnn.envs.MiniPacman`, under the published rules of the I2A
 paper's `PillEater` (full 15x19 view or a 5x5 viewport; RGB observation by default).
@@ -6,20 +6,39 @@ The agent (`PacmanAgent`): the observation's channels, two 2x2 convolutions (12 
 channels, stride 1, ReLU), two x/y coordinate channels appended to the feature map, a
 Linear + ReLU embedding, the core, and linear policy (5 logits) and value heads.
 
-The algorithm is A2C, synchronous advantage actor-critic with n-step returns: one training
-step = one unroll of `unroll_length` steps in `num_envs` environments followed by ONE
-gradient step; it is the on-policy special case of the paper's IMPALA (no actor lag, so
-no V-trace needed). Per unroll:
+Two algorithms (`algo`), both on unrolls of `unroll_length` steps in `num_envs` environments.
+
+A2C (the default), synchronous advantage actor-critic with n-step returns: one training
+step = one unroll followed by ONE gradient step; it is the on-policy special case of the
+paper's IMPALA (no actor lag, so no V-trace needed). Per unroll:
 
     for t in 0..T-1:   state = core.reset_state(state, done[t-1])   # fresh memory after an episode end
                        logits, value = agent(obs_t, state); a_t ~ softmax(logits); step every env
     R_T = V(obs_T) (no gradient);  R_t = r_t + discount * (1 - done_t) * R_{t+1}
     loss = mean[-log pi(a_t) * (R_t - V_t)] + value_cost * mean[(R_t - V_t)^2] / 2 - entropy_cost * mean[H(pi)]
 
-The core's state is carried from one unroll to the next, detached (truncated
-backpropagation through time). Truncation at `max_steps` is treated like termination
+PPO (`algo="ppo"`), recurrent proximal policy optimisation in the manner of cleanrl's
+`ppo_atari_lstm.py`: one training step = one unroll collected without gradients (keeping
+the core's state at its start, and each step's observation, reset flags, action, log-prob
+and value), then `update_epochs` passes over it; each pass shuffles the environments and
+splits them into `num_minibatches` minibatches of whole environments, and each minibatch
+replays its environments' whole unroll from the stored start state (`select_state`, then
+`reset_state` on the stored flags: `PacmanAgent.replay`) and takes one optimiser step on
+
+    ratio = exp(log pi(a_t) - log pi_old(a_t));  A = GAE(discount, gae_lambda), normalised per minibatch
+    loss = mean[max(-A ratio, -A clip(ratio, 1 - clip_coef, 1 + clip_coef))]
+           + value_cost * value loss (clipped around the old values with clip_vloss) - entropy_cost * mean[H(pi)]
+
+with the gradient norm clipped at the loop's `clip_norm`, and Adam with eps 1e-5 (cleanrl's).
+This is `train_step` (the shared loop's hook for several optimiser steps per training step);
+the loss it logs is the mean over the minibatch steps.
+
+In both, the core's state is carried from one unroll to the next, detached (truncated
+backpropagation through time), and truncation at `max_steps` is treated like termination
 (no bootstrap): the agent does not observe the step count, so this is the usual
-simplification.
+simplification. Exact resume needs nothing beyond what A2C already checkpoints (the envs,
+the carried core state, the sampling generator, which also shuffles PPO's minibatches):
+a PPO step starts and ends within one loop step.
 
 One episode loop (`rollout`) serves training, evaluation, `rrnn play`, `rrnn inspect` and
 the random/stay baselines: an `EnvBatch` (a plain list of `MiniPacman`, reset on done in
@@ -46,6 +65,7 @@ environment is gone): one clear error says so.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -54,14 +74,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Categorical
 
 from ..cores import CoreConfig, build_core
 from ..cores.base import map_state
 from ..envs.pacman import ENCODINGS, MAX_STEPS, MODES, OBS_TYPES, MiniPacman
 from ..train.config import ConfigError, TrainConfig
-from .base import Preset, Task
+from .base import Preset, Task, optimizer_step
 
 NUM_ACTIONS = 5
+ALGOS = ("a2c", "ppo")
 
 RULES = "published"  # the environment's rules; a config without the field predates them
 
@@ -72,9 +94,17 @@ class PacmanConfig:
     mode: str = "regular"  # reward mode: regular, avoid, hunt, ambush, rush
     num_envs: int = 16  # environments stepped together (the batch)
     unroll_length: int = 20  # steps per environment per training step
-    discount: float = 0.99
-    entropy_cost: float = 0.005
-    value_cost: float = 0.5
+    discount: float = 0.99  # gamma, the discount of future rewards (both algorithms; PPO's GAE too)
+    entropy_cost: float = 0.005  # weight of the policy's entropy bonus in the loss (both algorithms)
+    value_cost: float = 0.5  # weight of the value loss (half the squared error) in the loss (both algorithms)
+    algo: str = "a2c"  # "a2c" (one gradient step per unroll) or "ppo" (recurrent PPO: epochs of minibatch steps per unroll)
+    gae_lambda: float = 0.95  # ppo: lambda of generalized advantage estimation, in [0, 1] (1: n-step returns, as A2C)
+    update_epochs: int = 4  # ppo: passes over each unroll, each over every environment once
+    num_minibatches: int = 4  # ppo: minibatches per pass, each whole environments (num_envs / num_minibatches of
+    # them, so it must divide num_envs) replayed over the whole unroll from their stored start state
+    clip_coef: float = 0.1  # ppo: the surrogate keeps the probability ratio within [1 - clip_coef, 1 + clip_coef]
+    clip_vloss: bool = True  # ppo: clip the value loss too (the new value within clip_coef of the collected one)
+    normalize_advantages: bool = True  # ppo: advantages to mean 0 and std 1 within each minibatch
     max_steps: int = MAX_STEPS  # episode step cap (3000, as published)
     conv_channels: tuple[int, ...] = (12, 24)  # 2x2 convolutions, stride 1, ReLU
     embed_size: int = 256  # Linear + ReLU between the flattened feature map and the core
@@ -98,7 +128,7 @@ class PacmanConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
-        for name in ("num_envs", "unroll_length", "max_steps", "embed_size", "eval_episodes"):
+        for name in ("num_envs", "unroll_length", "max_steps", "embed_size", "eval_episodes", "update_epochs", "num_minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.discount <= 1:
@@ -107,6 +137,18 @@ class PacmanConfig:
             raise ConfigError("entropy_cost and value_cost must be >= 0")
         if not self.conv_channels or min(self.conv_channels) < 1:
             raise ConfigError(f"conv_channels must be positive channel counts, got {self.conv_channels}")
+        if self.algo not in ALGOS:
+            raise ConfigError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        if not self.clip_coef > 0:
+            raise ConfigError(f"clip_coef must be > 0, got {self.clip_coef}")
+        if self.algo == "ppo" and self.num_envs % self.num_minibatches:
+            raise ConfigError(f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}): "
+                              "a PPO minibatch holds whole environments")
+        if self.algo == "ppo" and self.normalize_advantages and self.unroll_length * self.num_envs < 2 * self.num_minibatches:
+            raise ConfigError("normalize_advantages needs at least 2 steps per minibatch "
+                              "(unroll_length * num_envs / num_minibatches >= 2)")
 
     def make_env(self, render_mode: Optional[str] = None) -> MiniPacman:
         return MiniPacman(mode=self.mode, obs=self.obs, encoding=self.encoding, max_steps=self.max_steps,
@@ -134,15 +176,36 @@ class PacmanAgent(nn.Module):
     def initial_state(self, batch_size: int) -> Any:
         return self.core.initial_state(batch_size)
 
-    def forward(self, obs: Tensor, state: Any) -> tuple[Tensor, Tensor, Any]:
-        """obs [B, C, H, W], core state -> (logits [B, 5], value [B], next state)."""
+    def encode(self, obs: Tensor) -> Tensor:
+        """obs [B, C, H, W] -> the core's input [B, embed_size]."""
         features = self.conv(obs)
         coordinates = self.coordinates.expand(obs.shape[0], -1, -1, -1)
         features = torch.cat([features, coordinates], dim=1).flatten(1)
-        embedding = F.relu(self.embed(features))
-        output, state = self.core(embedding.unsqueeze(0), state)  # a sequence of one step
-        output = output[0]
-        return self.policy(output), self.value(output).squeeze(-1), state
+        return F.relu(self.embed(features))
+
+    def heads(self, output: Tensor) -> tuple[Tensor, Tensor]:
+        """Core outputs [..., output_size] -> (logits [..., 5], value [...])."""
+        return self.policy(output), self.value(output).squeeze(-1)
+
+    def forward(self, obs: Tensor, state: Any) -> tuple[Tensor, Tensor, Any]:
+        """obs [B, C, H, W], core state -> (logits [B, 5], value [B], next state)."""
+        output, state = self.core(self.encode(obs).unsqueeze(0), state)  # a sequence of one step
+        return (*self.heads(output[0]), state)
+
+    def replay(self, obs: Tensor, resets: Tensor, state: Any) -> tuple[Tensor, Tensor]:
+        """A stored unroll again: obs [T, B, C, H, W], resets [T, B] (reset the state before step t
+        where true), the state at its start -> (logits [T, B, 5], values [T, B]).
+
+        What `AgentPolicy` computes step by step, with the encoder and heads run once over all T
+        steps (PPO's minibatches replay their environments' unroll through this)."""
+        steps, batch = resets.shape
+        embeddings = self.encode(obs.flatten(0, 1)).view(steps, batch, -1)
+        outputs = []
+        for t in range(steps):
+            state = self.core.reset_state(state, resets[t])
+            output, state = self.core(embeddings[t : t + 1], state)
+            outputs.append(output[0])
+        return self.heads(torch.stack(outputs))
 
 
 def _snapshot_to_checkpoint(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -159,13 +222,17 @@ def _snapshot_from_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Step:
-    """One step of `rollout`: what the policy did and what the environments answered.
+    """One step of `rollout`: what the policy saw, what it did and what the environments answered.
 
-    `rows` are the env indices of this step's batch rows; `actions`, `logits`, `values`,
-    `rewards` and `dones` are row-aligned ([n]; `logits` [n, 5] and `values` only from an
-    `AgentPolicy`); `finished` lists (env index, return, length) of the episodes that ended."""
+    `rows` are the env indices of this step's batch rows; `obs` (the observations the policy
+    acted on, [n, C, H, W]), `resets` (true where the previous step ended the row's episode, so
+    the policy reset its state first), `actions`, `logits`, `values`, `rewards` and `dones` are
+    row-aligned ([n]; `logits` [n, 5] and `values` only from an `AgentPolicy`); `finished` lists
+    (env index, return, length) of the episodes that ended."""
 
     rows: list[int]
+    obs: Tensor
+    resets: Tensor
     actions: Tensor
     logits: Optional[Tensor]
     values: Optional[Tensor]
@@ -289,13 +356,71 @@ def rollout(batch: EnvBatch, policy: Any, steps: Optional[int] = None) -> Iterat
     """The episode loop: `steps` steps of `policy` in `batch` (None: until no episode is left)."""
     taken = 0
     while batch.live and (steps is None or taken < steps):
-        rows = list(batch.live)
-        actions, logits, values = policy(batch.obs, batch.done)
+        rows, obs, resets = list(batch.live), batch.obs, batch.done
+        actions, logits, values = policy(obs, resets)
         rewards, dones, finished, keep = batch.step(actions.tolist())
         if keep is not None and batch.live:
             policy.keep(keep)
         taken += 1
-        yield Step(rows, actions, logits, values, rewards, dones, finished)
+        yield Step(rows, obs, resets, actions, logits, values, rewards, dones, finished)
+
+
+# ---------------------------------------------------------------------- returns and losses
+
+
+def discounted_returns(rewards: Tensor, dones: Tensor, bootstrap: Tensor, discount: float) -> Tensor:
+    """A2C's n-step returns [T, N] of an unroll: R_t = r_t + discount * (1 - done_t) * R_{t+1}, R_T = `bootstrap` [N].
+
+    `rewards`, `dones` [T, N] (done_t: step t ended the episode, so nothing after it counts)."""
+    next_return, returns = bootstrap, []
+    for t in reversed(range(rewards.shape[0])):
+        next_return = rewards[t] + discount * (~dones[t]).float() * next_return
+        returns.append(next_return)
+    return torch.stack(returns[::-1])
+
+
+def generalized_advantages(rewards: Tensor, values: Tensor, dones: Tensor, bootstrap: Tensor, discount: float,
+                           gae_lambda: float) -> tuple[Tensor, Tensor]:
+    """PPO's advantages and value targets [T, N] of an unroll, by generalized advantage estimation (Schulman et al. 2016):
+
+        delta_t = r_t + discount * (1 - done_t) * V_{t+1} - V_t             (V_T = `bootstrap` [N])
+        A_t     = delta_t + discount * gae_lambda * (1 - done_t) * A_{t+1}   (A_T = 0)
+
+    and the targets A + V. `rewards`, `values`, `dones` [T, N]; gae_lambda = 1 gives the n-step
+    returns minus V (A2C's advantages), 0 the one-step TD errors."""
+    not_done = (~dones).to(values.dtype)
+    advantages = torch.empty_like(values)
+    next_value, next_advantage = bootstrap, torch.zeros_like(bootstrap)
+    for t in reversed(range(values.shape[0])):
+        delta = rewards[t] + discount * not_done[t] * next_value - values[t]
+        next_advantage = delta + discount * gae_lambda * not_done[t] * next_advantage
+        advantages[t], next_value = next_advantage, values[t]
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_coef: float) -> Tensor:
+    """PPO's clipped surrogate objective, negated to be a loss (Schulman et al. 2017, eq. 7):
+
+        ratio = exp(log_probs - old_log_probs);  mean[max(-A ratio, -A clip(ratio, 1 - clip_coef, 1 + clip_coef))]
+
+    so a step gains nothing from moving the ratio beyond the clip range in the advantage's direction."""
+    ratio = (log_probs - old_log_probs).exp()
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def value_loss(values: Tensor, returns: Tensor, old_values: Optional[Tensor] = None, clip_coef: float = 0.0) -> Tensor:
+    """Half the mean squared error of `values` against `returns`; given `old_values` (PPO's clip_vloss),
+    per entry the larger of that error and the error of the new value held within clip_coef of the old one."""
+    squared = (values - returns).pow(2)
+    if old_values is not None:
+        held = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
+        squared = torch.max(squared, (held - returns).pow(2))
+    return 0.5 * squared.mean()
+
+
+def _stack(steps: Sequence[Step], name: str, device: torch.device) -> Tensor:
+    """One field of an unroll's steps as a [T, N, ...] tensor on `device`."""
+    return torch.stack([getattr(taken, name) for taken in steps]).to(device)
 
 
 class PacmanTask(Task):
@@ -358,41 +483,116 @@ class PacmanTask(Task):
 
     # ------------------------------------------------------------------ training
 
-    def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
-        config, device = self.config, self.device
+    def build_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """A2C: the loop's Adam. PPO: Adam with eps 1e-5, as cleanrl's PPO."""
+        if self.config.algo == "ppo":
+            return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-5)
+        return super().build_optimizer(model, lr)
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                   clip_norm: Optional[float]) -> tuple[Tensor, dict[str, float]]:
+        """A2C: one optimiser step on `training_loss`. PPO: one unroll, then every epoch's minibatch steps (`_ppo_step`)."""
+        if self.config.algo == "ppo":
+            return self._ppo_step(model, optimizer, clip_norm)
+        return super().train_step(model, optimizer, step, clip_norm)
+
+    def _unroll(self, model: nn.Module, grad: bool) -> tuple[list[Step], Any]:
+        """`unroll_length` steps of the training envs, from the core state carried from the last unroll
+        (the initial state at first): the steps, and the state they started from. The state at the
+        end is carried to the next unroll, detached (truncated backpropagation through time)."""
+        config = self.config
         if self.core_state is None:
             self.core_state = model.initial_state(config.num_envs)
-        policy = AgentPolicy(model, model.core.detach_state(self.core_state), self.generator, device)
-        log_probs, values, entropies, rewards, dones, finished = [], [], [], [], [], []
-        for taken in rollout(self.batch, policy, config.unroll_length):
-            distribution = torch.distributions.Categorical(logits=taken.logits)
-            log_probs.append(distribution.log_prob(taken.actions.to(device)))
-            entropies.append(distribution.entropy())
-            values.append(taken.values)
-            rewards.append(taken.rewards.to(device))
-            dones.append(taken.dones.to(device))
-            finished += [episode_return for _, episode_return, _ in taken.finished]
+        start = model.core.detach_state(self.core_state)
+        policy = AgentPolicy(model, start, self.generator, self.device)
+        with nullcontext() if grad else torch.no_grad():
+            steps = list(rollout(self.batch, policy, config.unroll_length))
         self.core_state = model.core.detach_state(policy.state)
         self.env_steps += config.num_envs * config.unroll_length
-        self.episodes += len(finished)
+        self.episodes += sum(len(taken.finished) for taken in steps)
+        return steps, start
 
-        with torch.no_grad():  # bootstrap from the value of the observation after the unroll
-            bootstrap_state = model.core.reset_state(self.core_state, self.done.to(device))
-            _, next_return, _ = model(self.obs.to(device), bootstrap_state)
-        returns = []
-        for reward, done in zip(reversed(rewards), reversed(dones)):
-            next_return = reward + config.discount * (~done).float() * next_return
-            returns.append(next_return)
-        returns = torch.stack(returns[::-1])  # [T, N]
-        values, log_probs, entropy = torch.stack(values), torch.stack(log_probs), torch.stack(entropies).mean()
-        advantages = returns - values
-        policy_loss = -(log_probs * advantages.detach()).mean()
-        value_loss = 0.5 * advantages.pow(2).mean()
-        loss = policy_loss + config.value_cost * value_loss - config.entropy_cost * entropy
-        info = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item()}
-        if finished:  # averaged by the loop over the unrolls that ended episodes
-            info["episode_return"] = sum(finished) / len(finished)
-        return loss, info
+    @torch.no_grad()
+    def _bootstrap_value(self, model: nn.Module) -> Tensor:
+        """The value [N] of the observation after the unroll (the state reset where an episode just ended)."""
+        state = model.core.reset_state(self.core_state, self.done.to(self.device))
+        _, value, _ = model(self.obs.to(self.device), state)
+        return value
+
+    @staticmethod
+    def _episode_info(steps: Sequence[Step]) -> dict[str, float]:
+        """The mean return of the training episodes that ended in the unroll, if any (the loop
+        averages it over the unrolls that ended episodes)."""
+        finished = [episode_return for taken in steps for _, episode_return, _ in taken.finished]
+        return {"episode_return": sum(finished) / len(finished)} if finished else {}
+
+    def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
+        """A2C's loss on one unroll (see the module's docstring)."""
+        config, device = self.config, self.device
+        if config.algo != "a2c":
+            raise RuntimeError(f"training_loss is A2C's; algo={config.algo!r} trains through train_step")
+        steps, _ = self._unroll(model, grad=True)
+        distributions = [Categorical(logits=taken.logits) for taken in steps]
+        log_probs = torch.stack([d.log_prob(taken.actions.to(device)) for d, taken in zip(distributions, steps)])
+        entropy = torch.stack([d.entropy() for d in distributions]).mean()
+        values = _stack(steps, "values", device)
+        returns = discounted_returns(_stack(steps, "rewards", device), _stack(steps, "dones", device),
+                                     self._bootstrap_value(model), config.discount)  # [T, N]
+        policy_loss = -(log_probs * (returns - values).detach()).mean()
+        value_error = value_loss(values, returns)
+        loss = policy_loss + config.value_cost * value_error - config.entropy_cost * entropy
+        info = {"policy_loss": policy_loss.item(), "value_loss": value_error.item(), "entropy": entropy.item()}
+        return loss, info | self._episode_info(steps)
+
+    def _ppo_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  clip_norm: Optional[float]) -> tuple[Tensor, dict[str, float]]:
+        """PPO's training step (see the module's docstring): collect one unroll without gradients, then
+        `update_epochs` passes of `num_minibatches` optimiser steps, each on whole environments replayed
+        from the unroll's start state. Returns the mean minibatch loss and the means of its parts, the
+        approximate KL divergence from the collecting policy and the fraction of clipped ratios."""
+        config, device = self.config, self.device
+        steps, start = self._unroll(model, grad=False)
+        collected = {name: _stack(steps, name, device) for name in ("obs", "resets", "actions", "values")}
+        collected["log_probs"] = Categorical(logits=_stack(steps, "logits", device)).log_prob(collected["actions"])
+        collected["advantages"], collected["returns"] = generalized_advantages(
+            _stack(steps, "rewards", device), collected["values"], _stack(steps, "dones", device),
+            self._bootstrap_value(model), config.discount, config.gae_lambda)
+        logged: dict[str, list[Tensor]] = {}
+        for _ in range(config.update_epochs):
+            order = torch.randperm(config.num_envs, generator=self.generator)
+            for envs in order.split(config.num_envs // config.num_minibatches):
+                envs = envs.to(device)
+                minibatch = {name: value[:, envs] for name, value in collected.items()}
+                loss, parts = self._ppo_loss(model, minibatch, model.core.select_state(start, envs))
+                optimizer_step(model, optimizer, loss, clip_norm)
+                for name, value in parts.items():
+                    logged.setdefault(name, []).append(value)
+        means = {name: torch.stack(values).mean() for name, values in logged.items()}
+        loss = means.pop("loss")
+        return loss, {name: value.item() for name, value in means.items()} | self._episode_info(steps)
+
+    def _ppo_loss(self, model: nn.Module, minibatch: dict[str, Tensor], start: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """PPO's loss on a minibatch of environments (what `_ppo_step` collected, [T, n, ...] each), their
+        unroll replayed from their `start` state; and its parts, detached, for the log."""
+        config = self.config
+        logits, values = model.replay(minibatch["obs"], minibatch["resets"], start)
+        distribution = Categorical(logits=logits)
+        log_probs = distribution.log_prob(minibatch["actions"])
+        advantages = minibatch["advantages"]
+        if config.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = clipped_policy_loss(log_probs, minibatch["log_probs"], advantages, config.clip_coef)
+        old_values = minibatch["values"] if config.clip_vloss else None
+        value_error = value_loss(values, minibatch["returns"], old_values, config.clip_coef)
+        entropy = distribution.entropy().mean()
+        loss = policy_loss + config.value_cost * value_error - config.entropy_cost * entropy
+        with torch.no_grad():
+            log_ratio = log_probs - minibatch["log_probs"]
+            ratio = log_ratio.exp()
+            parts = {"loss": loss, "policy_loss": policy_loss, "value_loss": value_error, "entropy": entropy,
+                     "approx_kl": ((ratio - 1) - log_ratio).mean(),  # the k3 estimate: http://joschu.net/blog/kl-approx.html
+                     "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().mean()}
+        return loss, {name: value.detach() for name, value in parts.items()}
 
     # ------------------------------------------------------------------ evaluation
 

@@ -5,6 +5,13 @@ environment variables RANK, LOCAL_RANK and WORLD_SIZE set; `train` then calls `p
 which initialises `torch.distributed` (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1 and
 destroys it at the end. Without those variables (or with WORLD_SIZE = 1) every helper here is
 a no-op and the loop runs as a single process.
+
+A supervised task trains under DDP the same way whatever it is: every rank draws the FULL
+seeded global batch of the step (a function of seed and step, as in one process) and keeps its
+rows (`shard_rows`); DDP averages the gradients of equal slices, so a P-process step is the
+one-process step up to float reduction order. Whatever a task decides from the training data
+(a curriculum's advance, the logged accuracy) it decides from counts summed over the ranks
+(`sum_over_ranks`), so its state stays the same on every rank and equals the one-process state.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .config import ConfigError
 
 TIMEOUT = datetime.timedelta(minutes=60)  # a full-split evaluation on one rank may keep the others waiting
 
@@ -105,6 +114,31 @@ def sync_step(loss: torch.Tensor, stop: bool, elapsed: float) -> tuple[float, bo
     dist.all_reduce(packed)
     size = dist.get_world_size()
     return packed[0].item() / size, packed[1].item() > 0, packed[2].item() / size
+
+
+def shard_rows(batch_size: int) -> slice:
+    """The rows of a global batch of `batch_size` that this rank trains on: rank r of P takes
+    rows r*b .. (r+1)*b - 1, b = batch_size / P (every row when not distributed).
+
+    The global batch is fixed whatever P, so P must divide it: a ConfigError says so otherwise.
+    """
+    rank, size = world()
+    if batch_size % size:
+        raise ConfigError(f"the global batch_size {batch_size} does not divide by the {size} processes; choose a multiple of {size}")
+    per = batch_size // size
+    return slice(rank * per, (rank + 1) * per)
+
+
+def sum_over_ranks(*counts: int) -> tuple[int, ...]:
+    """Each of `counts` summed over every rank (one all-reduce), e.g. (correct, samples) of this
+    rank's rows into the global batch's; `counts` unchanged when not distributed."""
+    if not is_distributed():
+        return counts
+    packed = torch.tensor(counts, dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        packed = packed.cuda()
+    dist.all_reduce(packed)
+    return tuple(int(value) for value in packed.tolist())
 
 
 def all_gather_cat(tensor: torch.Tensor, dim: int) -> torch.Tensor:

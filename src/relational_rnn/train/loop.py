@@ -1,4 +1,4 @@
-"""One training loop for every task: Adam, schedule, clipping, evaluation, logs, checkpoints, resume.
+"""One training loop for every task: the task's optimiser (Adam by default), schedule, clipping, evaluation, logs, checkpoints, resume.
 
 A run directory holds `config.json` (the resolved config), `metrics.jsonl` (one record per
 evaluation) and `checkpoint.pt` (model, optimiser, scheduler, step, task state, every RNG
@@ -154,7 +154,7 @@ def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main
     task = task_type(run.task, run.core, seed=settings.seed, device=device)
     model = task.build_model().to(device)
     trained = distributed.wrap(model, device)  # what training steps call: DDP under torchrun, else the model
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = task.build_optimizer(model, settings.lr)  # Adam unless the task says otherwise
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, ExponentialDecayToFloor(
             settings.lr, settings.lr_final, settings.lr_decay_rate, settings.lr_decay_steps, settings.lr_warmup_steps
@@ -249,12 +249,7 @@ def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main
     with _stop_requests() as stop:
         while not budget_spent():
             started = time.perf_counter()
-            loss, info = task.training_loss(trained, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
-            optimizer.step()
+            loss, info = task.train_step(trained, optimizer, step, settings.clip_norm)  # one or more optimiser steps
             scheduler.step()
             step += 1
             elapsed += time.perf_counter() - started

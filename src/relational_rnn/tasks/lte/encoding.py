@@ -55,14 +55,16 @@ class LTEBatch:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.inputs, self.input_lengths, self.targets, self.target_lengths, self.target_mask
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "LTEBatch":
         """A copy with every tensor moved to ``device``."""
-        return LTEBatch(
-            *(
-                t.to(device, non_blocking=non_blocking)
-                for t in (self.inputs, self.input_lengths, self.targets, self.target_lengths, self.target_mask)
-            )
-        )
+        return LTEBatch(*(t.to(device, non_blocking=non_blocking) for t in self._tensors()))
+
+    def rows(self, index: slice) -> "LTEBatch":
+        """The samples ``index`` of the batch (views; the padding stays the whole batch's)."""
+        return LTEBatch(*(t[index] for t in self._tensors()))
 
 
 def _bad_char(text: str) -> ValueError:

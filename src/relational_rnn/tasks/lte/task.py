@@ -13,6 +13,12 @@ configured curriculum. Every `curriculum_every` steps the curriculum is fed the 
 per-character accuracy of those steps; when it advances (naive, combined) a line is printed
 and the level is logged as `train_curriculum_length` / `train_curriculum_nesting`.
 Evaluation uses one fixed, seeded set at the full length and nesting.
+
+Under torchrun (`supports_distributed`) `batch_size` is the global batch: every rank draws the
+whole step's batch and trains on its rows (`distributed.shard_rows`), its loss the sum over its
+characters divided by the whole batch's, so DDP's average of the gradients is the one-process
+gradient; the training accuracy, and so the curriculum, counts every rank's characters. Every
+rank evaluates the whole evaluation set.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ...cores import CoreConfig, build_core
+from ...train import distributed
 from ...train.config import ConfigError, TrainConfig
 from ..base import Preset, Task
 from ..heads import mlp_head
@@ -137,11 +144,13 @@ class LTETask(Task):
     name = "lte"
     config_type = LTEConfig
     main_metric = "char_accuracy"
+    supports_distributed = True  # the global batch split by rank, the curriculum counted over the ranks
     paper_results = _PAPER_RESULTS
 
     def __init__(self, config: LTEConfig, core: CoreConfig, seed: int, device: torch.device) -> None:
         config.validate()
         super().__init__(config, core, seed, device)
+        distributed.shard_rows(config.batch_size)  # under torchrun: a batch the processes cannot share is refused now
         self.data = config.make_data()
         self.eval_batches = self.data.eval_set(config.eval_samples, config.eval_seed, EVAL_CHUNK)
         self.window = {"char_correct": 0, "char_total": 0}  # training accuracy since the last curriculum check
@@ -178,11 +187,18 @@ class LTETask(Task):
         return getattr(curriculum, "length", curriculum.max_length), getattr(curriculum, "nesting", curriculum.max_nesting)
 
     def training_loss(self, model: nn.Module, step: int) -> tuple[Tensor, dict[str, float]]:
+        """The mean cross-entropy over the real characters of the step's batch, of which this rank
+        sums its rows' and divides by the whole batch's count times the number of processes (DDP
+        averages over them); one process: the plain mean. Accuracy and curriculum count every rank."""
         length, nesting = self.curriculum_level()  # the level this step's batch is drawn at
         batch = self.data.train_batch(step, self.seed).to(self.device)
+        characters = batch.target_mask.sum()  # of the whole (global) batch
+        _, processes = distributed.world()
+        batch = batch.rows(distributed.shard_rows(len(batch)))
         logits = batch_logits(model, batch)
-        loss = masked_cross_entropy(logits, batch.targets, batch.target_mask)
-        counts = accuracy_counts(logits.detach(), batch.targets, batch.target_mask)
+        loss = masked_cross_entropy(logits, batch.targets, batch.target_mask, reduction="sum") / characters * processes
+        own = accuracy_counts(logits.detach(), batch.targets, batch.target_mask)  # of this rank's rows
+        counts = dict(zip(own, distributed.sum_over_ranks(*own.values())))  # of the whole batch
         self.window["char_correct"] += counts["char_correct"]
         self.window["char_total"] += counts["char_total"]
         if (step + 1) % self.config.curriculum_every == 0:
@@ -198,7 +214,7 @@ class LTETask(Task):
     def _check_curriculum(self, steps_done: int) -> None:
         accuracy = self.window["char_correct"] / max(1, self.window["char_total"])
         self.window = {"char_correct": 0, "char_total": 0}
-        if self.data.curriculum.update(accuracy):
+        if self.data.curriculum.update(accuracy) and distributed.is_main():  # every rank advances; rank 0 says so
             tqdm.write(
                 f"step {steps_done}: training char accuracy {accuracy:.3f}, curriculum advanced to "
                 f"{self.data.curriculum.describe()}"
