@@ -1,15 +1,86 @@
-"""Accuracy of every run group of docs/questions.md at equal step counts (1,500 and 2,750 steps; eval every 250),
-mean ± std over its seeds with each seed listed: the equal-step view the per-group report tables lack."""
-import json, glob, statistics as st, collections
-groups = collections.defaultdict(list)
-for d in sorted(glob.glob("results/runs/questions/*/*-seed*")):
-    name = d.split("questions/")[1].rsplit("-seed", 1)[0]
-    recs = {r["step"]: r["accuracy"] for r in map(json.loads, open(d + "/metrics.jsonl")) if "accuracy" in r}
-    groups[name].append(recs)
-print("| run group | accuracy at step 1500 | accuracy at step 2750 |\n|---|---|---|")
-for name, runs in groups.items():
-    cells = []
-    for step in (1500, 2750):
-        values = [r[step] for r in runs if step in r]
-        cells.append(f"{st.mean(values):.3f} ± {st.stdev(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})" if len(values) == 3 else "-")
-    print(f"| {name} | {cells[0]} | {cells[1]} |")
+"""Every run group of docs/questions.md at equal step counts, and the ablation bars.
+
+The report tables compare each group with itself at its own common step count; this puts every
+group of the farthest rung at the same steps (1,500 and 2,750; evaluations every 250 steps)
+and at the end of its 5-minute budget, mean ± std over its seeds with each seed listed, and
+draws the bars: one bar per group (the seeds' mean), a dot per seed, chance and the 33% plateau
+(blind to the vectors) drawn.
+Usage: python scripts/questions_equal_steps.py [--figure docs/questions_bars.png]
+"""
+
+import argparse
+import json
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path("results/runs/questions")
+FAMILIES = ("attention", "binding", "slots", "baselines")  # the farthest-rung groups (lte-addition is another task)
+STEPS = (1500, 2750)
+CHANCE, PLATEAU = 0.25, 1 / 3  # K=4, farthest question: nth_farthest.chance_and_plateau
+
+
+def read_groups() -> dict[str, list[dict[int, float]]]:
+    """group name -> per seed {step: test accuracy}, in the order of FAMILIES."""
+    groups = defaultdict(list)
+    for family in FAMILIES:
+        natural = lambda path: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+        for run in sorted((ROOT / family).glob("*-seed*"), key=natural):
+            records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            groups[f"{family}/{run.name.rsplit('-seed', 1)[0]}"].append({r["step"]: r["accuracy"] for r in records if "accuracy" in r})
+    return groups
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
+
+
+def figure(groups: dict[str, list[dict[int, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(groups)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    for ax, (title, read) in zip(axes, (("at 2,750 steps", lambda seed: seed.get(2750)),
+                                        ("at the 5-minute budget", lambda seed: seed[max(seed)]))):
+        for x, name in enumerate(names):
+            values = [v for v in map(read, groups[name]) if v is not None]
+            if len(values) < len(groups[name]):
+                continue  # a group that never reached the step (16 slots in 5 minutes)
+            family = FAMILIES.index(name.split("/")[0])
+            ax.bar(x, statistics.mean(values), color=f"C{family}", alpha=0.55, width=0.7)
+            ax.scatter([x] * len(values), values, color="black", s=10, zorder=3)
+        ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.axhline(PLATEAU, color="grey", linestyle=":", linewidth=1, label="blind to the vectors")
+        ax.set_xticks(range(len(names)), [name.split("/")[1] for name in names], rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"test accuracy {title}")
+        ax.set_ylim(0, 1)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}", alpha=0.55) for i in range(len(FAMILIES))]
+    axes[1].legend(handles + axes[1].get_legend_handles_labels()[0], list(FAMILIES) + ["chance", "blind to the vectors"],
+                   loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    axes[0].set_ylabel("accuracy (bar: mean of 3 seeds; dots: seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--figure", type=Path, help="write the bars here")
+    args = parser.parse_args()
+    groups = read_groups()
+    print("| run group | " + " | ".join(f"accuracy at step {s}" for s in STEPS) + " | accuracy at the 5-minute budget |")
+    print("|---|" + "---|" * (len(STEPS) + 1))
+    for name, seeds in groups.items():
+        cells = [spread([seed[s] for seed in seeds]) if all(s in seed for seed in seeds) else "-" for s in STEPS]
+        cells.append(spread([seed[max(seed)] for seed in seeds]))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.figure:
+        figure(groups, args.figure)
+
+
+if __name__ == "__main__":
+    main()
