@@ -1,5 +1,6 @@
 """The op-level timings behind choices in the fused path (tanh, softmax layout, attention through
-`scaled_dot_product_attention` or two batched matmuls), one JSON line each; the code lives in
+`scaled_dot_product_attention` or two batched matmuls, tiny products over slots by `torch.bmm` or
+one multiply-add per slot), one JSON line each; the code lives in
 `relational_rnn.bench.op_measurements`, and `bench_cores.py --markdown` includes the same table.
 
     python benchmarks/bench_ops.py --threads 2

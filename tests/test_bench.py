@@ -107,3 +107,25 @@ def test_op_measurements_cover_each_choice(capsys):
     assert {r["variant"] for r in results} >= {"torch.tanh", "2 sigmoid(2x) - 1", "scaled_dot_product_attention", "two batched matmuls"}
     assert all(r["us"] > 0 for r in results)
     assert "| tanh of [512, 256] | torch.tanh |" in bench.ops_table(results)
+
+
+def test_markdown_report_replaces_only_the_measured_part(tmp_path):
+    path = tmp_path / "performance.md"
+    path.write_text("# Title\n\nprose before\n")
+    bench.write_markdown(path, "first table")  # no markers yet: they go after the prose
+    assert path.read_text().startswith("# Title\n\nprose before\n\n" + bench.BEGIN)
+    path.write_text(path.read_text().replace(bench.END, bench.END + "\n\nprose after"))
+    bench.write_markdown(path, "second table")
+    text = path.read_text()
+    assert "first table" not in text
+    assert text.index("prose before") < text.index("second table") < text.index("prose after")
+
+
+def test_multiply_adds_per_token_come_from_the_shapes():
+    case = bench.CASES["nth-l0sg-shape"]  # 8 rows of width 256 per token; qkv 768, MLP 2 x 256, gates 512 outputs
+    assert bench.training_mmacs_per_token(case, "matmuls") == round(3 * 8 * 256 * (768 + 256 + 256 + 512) / 1e6, 3)
+    assert bench.training_mmacs_per_token(case, "fast") is None
+    by_variant = {r["variant"]: r for r in run_case("tiny", TINY, repeats=1, device=torch.device("cpu"), variants=["fast", "lstm", "matmuls"])}
+    hidden = by_variant["lstm"]["lstm_hidden"]
+    assert by_variant["lstm"]["mmacs_per_token"] == round(3 * 4 * hidden * (TINY.input_size + hidden) / 1e6, 3)
+    assert "mmacs_per_token" in by_variant["matmuls"] and "mmacs_per_token" not in by_variant["fast"]

@@ -270,3 +270,38 @@ def test_fused_sequence_refuses_several_blocks():
     cell = RelationalMemory(3, mem_slots=2, head_size=4, num_blocks=2).cell
     with pytest.raises(ValueError, match="num_blocks == 1"):
         relational_memory.fused_sequence(cell, torch.randn(2, 1, 3), cell.initial_state(1))
+
+
+def test_fused_path_with_products_large_enough_for_batched_blas():
+    """The grid's shapes are tiny, so the fused path's attention products all take `_bmm`'s
+    multiply-add-per-slot branch; 8 slots and heads of 16 take the batched-matmul branch."""
+    slow, fast = _pair(5, mem_slots=8, head_size=16, num_heads=2)
+    x = torch.randn(3, 2, 5, dtype=torch.float64)
+    _assert_all_close(_run(slow, x), _run(fast, x), torch.float64)
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 1, 5), (6, 3, 4, 5), (6, 9, 8, 16)], ids=["one slot", "slots", "batched blas"])
+def test_fused_bmm_is_bmm(shape):
+    from relational_rnn.cores.fused import _bmm
+
+    batch, rows, inner, columns = shape
+    a = torch.randn(batch, inner, rows, dtype=torch.float64).transpose(1, 2)  # a transposed operand, as in A^T v
+    b = torch.randn(batch, inner, columns, dtype=torch.float64)
+    torch.testing.assert_close(_bmm(a, b, scale=0.5), 0.5 * torch.bmm(a, b), rtol=0, atol=1e-12)
+    out = torch.full((batch, rows, columns), float("nan"), dtype=torch.float64)
+    assert _bmm(a, b, out=out) is out
+    torch.testing.assert_close(out, torch.bmm(a, b), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("elements", [1, 100], ids=["step by step", "two steps at a time"])
+@pytest.mark.parametrize("case", ["unit gating", "memory gating", "no gating", "one slot (the LM shape)"])
+def test_fused_backward_recomputing_in_chunks_of_steps(monkeypatch, case, elements):
+    """The grid's shapes are small enough to be recomputed all steps at once; smaller chunks must agree."""
+    from relational_rnn.cores import fused
+
+    slow, fast = _pair(3, **OPTION_GRID[case])
+    x = torch.randn(5, 3, 3, dtype=torch.float64)
+    rows_times_features = 3 * fast.cell.mem_slots * fast.cell.blocks[0].qkv.out_features
+    monkeypatch.setattr(fused, "RECOMPUTE_ELEMENTS", elements if elements == 1 else 2 * rows_times_features)
+    lengths = torch.tensor([5, 2, 4])
+    _assert_all_close(_run(slow, x, lengths=lengths), _run(fast, x, lengths=lengths), torch.float64)

@@ -12,11 +12,16 @@ ratios are what to quote; absolute times only describe the machine. Per variant 
   tensor storage autograd saves for backward during the forward (counted with
   `torch.autograd.graph.saved_tensors_hooks`, parameters excluded), which is deterministic.
   On CUDA: `torch.cuda.max_memory_allocated` during the step minus what was allocated before;
-* `compile_s` (compiled variant): first step's time minus a steady step, i.e. compilation.
+* `compile_s` (compiled variant): first step's time minus a steady step, i.e. compilation;
+* `mmacs_per_token` (`matmuls` and `lstm`): millions of multiply-adds per token in the
+  training step's matrix products, computed from the shapes.
+
+`--markdown FILE` writes the measured report (how it was measured, the tables, profiles)
+between two marker lines of FILE and keeps the rest of FILE, the prose that explains it.
 
     python benchmarks/bench_cores.py                      # all cases, 2 threads, table + JSON lines
     python benchmarks/bench_cores.py --cases lm-l0sg-shape nth-l0sg-shape --repeats 5
-    python benchmarks/bench_cores.py --markdown docs/performance.md   # also write the report
+    python benchmarks/bench_cores.py --markdown docs/performance.md   # also update the report
     rrnn bench --cases nth-l0sg-shape nth-cpu-preset --threads 1   # the same, through the CLI
 """
 
@@ -137,16 +142,34 @@ def build_graphed(case: Case, device: torch.device, x: Tensor) -> nn.Module:
     return torch.cuda.make_graphed_callables(model, (x,))
 
 
+def _floor_products(case: Case) -> tuple[int, int, list[int]]:
+    """(rows, width, output sizes) of the fused path's per-step [rows, width] x [width, out] products."""
+    cell = RelationalMemory(case.input_size, **case.rmc).cell
+    outs = [cell.blocks[0].qkv.out_features] + [cell.mem_size] * cell.attention_mlp_layers
+    if cell.gate_style is not None:
+        outs.append(cell.gate_memory.out_features)
+    return case.batch * cell.mem_slots, cell.mem_size, outs
+
+
+def training_mmacs_per_token(case: Case, variant: str, model: Optional[nn.Module] = None) -> Optional[float]:
+    """Millions of multiply-adds per token (one sample, one step) of a training step's matrix
+    products, forward and both backward products (3x the forward): for `matmuls` those it runs,
+    for `lstm` those of `nn.LSTM` (4 gates x hidden x (input + hidden)); None for the others."""
+    if variant == "matmuls":
+        rows, width, outs = _floor_products(case)
+        return round(3 * (rows // case.batch) * width * sum(outs) / 1e6, 3)
+    if variant == "lstm" and model is not None:
+        hidden = model.hidden_size
+        return round(3 * 4 * hidden * (case.input_size + hidden) / 1e6, 3)
+    return None
+
+
 def matmul_floor(case: Case, device: torch.device) -> Callable[[], None]:
     """The matrix products of one fused training step, alone: for each of the T steps, every
     [B*N, D] x [D, out] product of the forward (qkv, each MLP layer, the gates' memory part)
     and its two backward products. The attention's tiny matmuls, the input terms and all
     elementwise work are left out, so the RMC cannot run faster than this."""
-    cell = RelationalMemory(case.input_size, **case.rmc).cell
-    rows, width = case.batch * cell.mem_slots, cell.mem_size
-    outs = [cell.blocks[0].qkv.out_features] + [width] * cell.attention_mlp_layers
-    if cell.gate_style is not None:
-        outs.append(cell.gate_memory.out_features)
+    rows, width, outs = _floor_products(case)
     generator = torch.Generator().manual_seed(2)
     weights = [torch.randn(out, width, generator=generator).to(device) for out in outs]
     grads = [torch.randn(rows, out, generator=generator).to(device) for out in outs]
@@ -168,8 +191,12 @@ def op_measurements(repeats: int = 5, inner: int = 50) -> list[dict]:
     """The op-level timings behind choices in the fused path, on the `nth-l0sg-shape` shape (batch 64,
     8 slots, 8 heads x 32): tanh against 2 sigmoid(2x) - 1, softmax over 9 keys along the last
     against a middle dimension, and attention forward + backward through
-    `scaled_dot_product_attention` against two batched matmuls. CPU, current thread count."""
+    `scaled_dot_product_attention` against two batched matmuls; on the `nth-cpu-preset` shape
+    (batch 256, 4 slots, 4 heads x 16), A v by `torch.bmm` against `fused._bmm`'s one
+    multiply-add per slot. CPU, current thread count."""
     import torch.nn.functional as F
+
+    from relational_rnn.cores.fused import _bmm
 
     generator = torch.Generator().manual_seed(0)
     batch, slots, heads, size = 64, 8, 8, 32
@@ -206,6 +233,12 @@ def op_measurements(repeats: int = 5, inner: int = 50) -> list[dict]:
     attention = "attention forward + backward, 8 queries x 9 keys x 32, 512 heads"
     measure(attention, "scaled_dot_product_attention", lambda: F.scaled_dot_product_attention(queries, keys, values).backward(grad))
     measure(attention, "two batched matmuls", lambda: (torch.softmax(queries @ keys.transpose(-1, -2) * size**-0.5, dim=-1) @ values).backward(grad))
+    # Under 400 multiply-adds per matrix (4 x 5 x 16), where PyTorch's CPU bmm loops over scalars.
+    weights = torch.rand(256 * 4, 5, 4, generator=generator).transpose(1, 2)
+    small_values = torch.randn(256 * 4, 5, 16, generator=generator)
+    product = "A v, 4 queries x 5 slots x 16, 1024 heads"
+    measure(product, "torch.bmm", lambda: torch.bmm(weights, small_values))
+    measure(product, "one multiply-add per slot (fused._bmm)", lambda: _bmm(weights, small_values))
     return results
 
 
@@ -338,6 +371,9 @@ def run_case(name: str, case: Case, repeats: int, device: torch.device, variants
         )
         if variant == "lstm":
             result["lstm_hidden"] = model.hidden_size
+        mmacs = training_mmacs_per_token(case, variant, model if variant != "matmuls" else None)
+        if mmacs is not None:
+            result["mmacs_per_token"] = mmacs
         if variant == "compiled":
             result["compile_s"] = round(first[variant] - seconds, 1)
         if variant not in (*BASELINES, "fast", "matmuls") and "fast" in outputs:  # same weights: the outputs must agree
@@ -362,14 +398,14 @@ def table(results: list[dict]) -> str:
     """A markdown table of all results."""
     lines = [
         "| case | variant | params | ms / step | tokens / s | x LSTM time | x matmul floor | speed-up vs reference "
-        "| activations MiB / sample | compile s | max abs diff vs fast |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| activations MiB / sample | compile s | max abs diff vs fast | M mult-adds / token |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['case']} | {r['variant']} | {r['parameters']:,} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} "
             f"| {r.get('x_lstm', '')} | {r.get('x_floor', '')} | {r.get('speedup_vs_reference', '')} | {'' if r['act_mib_per_sample'] is None or r['variant'] == 'matmuls' else format(r['act_mib_per_sample'], '.3f')} "
-            f"| {r.get('compile_s', '')} | {r.get('max_abs_diff_vs_fast', '')} |"
+            f"| {r.get('compile_s', '')} | {r.get('max_abs_diff_vs_fast', '')} | {r.get('mmacs_per_token', '')} |"
         )
     return "\n".join(lines)
 
@@ -407,117 +443,55 @@ def _cpu_name() -> str:
 
 
 TARGETS = [
-    # (description, case, variant, metric, comparison, bound, L0SG/relational-rnn-pytorch figure)
-    ("N-th farthest L0SG shape: RMC time / equal-parameter LSTM time", "nth-l0sg-shape", "fast", "x_lstm", "<=", 5.0, "9.1x"),
-    ("N-th farthest L0SG shape: RMC time / its matmul floor", "nth-l0sg-shape", "fast", "x_floor", "<=", 1.35, "n/a"),
-    ("LM cpu preset: RMC time / LSTM time (1 thread)", "lm-cpu", "fast", "x_lstm", "<=", 2.0, "n/a"),
-    ("LM L0SG shape: RMC time / LSTM time (2 threads)", "lm-l0sg-shape", "fast", "x_lstm", "<=", 1.0, "3.1x"),
-    ("N-th farthest cpu preset's core: RMC time / LSTM time (1 thread)", "nth-cpu-preset", "fast", "x_lstm", "<=", 3.0, "n/a"),
-    ("LM L0SG shape: fast path speed-up over the reference path", "lm-l0sg-shape", "fast", "speedup_vs_reference", ">=", 1.5, "n/a"),
-    ("N-th farthest L0SG shape: activations MiB / sample (fast path)", "nth-l0sg-shape", "fast", "act_mib_per_sample", "<=", 0.6, "1.2 (LSTM 0.2)"),
+    # (description, case, variant, metric, comparison, bound)
+    ("N-th farthest L0SG shape: RMC time / equal-parameter LSTM time", "nth-l0sg-shape", "fast", "x_lstm", "<=", 5.0),
+    ("N-th farthest L0SG shape: RMC time / its matmul floor", "nth-l0sg-shape", "fast", "x_floor", "<=", 1.35),
+    ("LM cpu preset: RMC time / LSTM time (1 thread)", "lm-cpu", "fast", "x_lstm", "<=", 2.0),
+    ("LM L0SG shape: RMC time / LSTM time (2 threads)", "lm-l0sg-shape", "fast", "x_lstm", "<=", 1.0),
+    ("N-th farthest cpu preset's core: RMC time / LSTM time (1 thread)", "nth-cpu-preset", "fast", "x_lstm", "<=", 3.0),
+    ("LM L0SG shape: fast path speed-up over the reference path", "lm-l0sg-shape", "fast", "speedup_vs_reference", ">=", 1.5),
+    ("N-th farthest L0SG shape: activations MiB / sample (fast path)", "nth-l0sg-shape", "fast", "act_mib_per_sample", "<=", 0.6),
 ]
 
 
 def targets_table(results: list[dict]) -> str:
     """Each target with its measured value, whether it is met, and the case's matmul floor beside it."""
-    lines = ["| target | bound | measured | met? | matmul floor x LSTM | L0SG port |", "|---|---|---|---|---|---|"]
-    for text, case, variant, metric, comparison, bound, theirs in TARGETS:
+    lines = ["| target | bound | measured | met? | matmul floor x LSTM |", "|---|---|---|---|---|"]
+    for text, case, variant, metric, comparison, bound in TARGETS:
         found = next((r for r in results if r["case"] == case and r["variant"] == variant and metric in r), None)
         floor = next((r for r in results if r["case"] == case and r["variant"] == "matmuls"), {})
         if found is None:
-            lines.append(f"| {text} | {comparison} {bound} | not run | | | {theirs} |")
+            lines.append(f"| {text} | {comparison} {bound} | not run | | |")
             continue
         value = found[metric]
         met = value <= bound if comparison == "<=" else value >= bound
         gap = value / bound if comparison == "<=" else bound / value
         verdict = "yes" if met else f"no ({gap:.2f}x off)"
-        lines.append(f"| {text} | {comparison} {bound} | {value} | {verdict} | {floor.get('x_lstm', '')} | {theirs} |")
+        lines.append(f"| {text} | {comparison} {bound} | {value} | {verdict} | {floor.get('x_lstm', '')} |")
     return "\n".join(lines)
 
 
-def _ratio(results: list[dict], case: str, variant: str, metric: str = "x_lstm") -> str:
-    found = next((r for r in results if r["case"] == case and r["variant"] == variant and metric in r), None)
-    return "?" if found is None else f"{found[metric]}"
+BEGIN, END = "<!-- rrnn bench: begin (generated, do not edit by hand) -->", "<!-- rrnn bench: end -->"
 
 
-def _limits_text(results: list[dict], device: str) -> str:
-    """What limits the RMC, with this run's own ratios filled in."""
-    def overhead(case: str) -> str:
-        fast = next((r for r in results if r["case"] == case and r["variant"] == "fast"), None)
-        floor = next((r for r in results if r["case"] == case and r["variant"] == "matmuls"), None)
-        return "?" if fast is None or floor is None else f"{fast['ms_per_step'] / floor['ms_per_step'] - 1:.0%}"
-
-    def allowance(case: str, bound: float) -> str:
-        floor = next((r for r in results if r["case"] == case and r["variant"] == "matmuls"), None)
-        return "?" if floor is None else f"{bound / floor['x_lstm'] - 1:.0%}"
-
-    def per_flop(case: str, arithmetic: float) -> str:
-        floor = next((r for r in results if r["case"] == case and r["variant"] == "matmuls"), None)
-        return "?" if floor is None else f"{arithmetic / floor['x_lstm']:.2f}"
-
-    if not device.startswith("cpu"):
-        return f"""What limits each case (from this run's table and the profiles below):
-
-- kernel launches, not arithmetic. The `matmuls` row (the RMC's matrix products alone) is
-  {_ratio(results, "nth-l0sg-shape", "matmuls")}x the LSTM's time on `nth-l0sg-shape` and {_ratio(results, "lm-l0sg-shape", "matmuls")}x on `lm-l0sg-shape`, but every eager RMC path
-  ({_ratio(results, "nth-l0sg-shape", "fast")}x and {_ratio(results, "lm-l0sg-shape", "fast")}x for `fast`) launches ~100 small kernels per time step from
-  Python, each waiting on the CPU, while cuDNN's LSTM runs a whole sequence in a few kernels.
-  The fused path launches about as many kernels as `fast_step` under autograd, so on the GPU
-  it saves memory, not time;
-- `graphed` captures the fast path's forward and backward as CUDA graphs
-  (`torch.cuda.make_graphed_callables`, static shapes) and replays them without the CPU:
-  {_ratio(results, "nth-l0sg-shape", "graphed")}x the LSTM on `nth-l0sg-shape`, {_ratio(results, "lm-l0sg-shape", "graphed")}x on `lm-l0sg-shape` (100 steps of small kernels
-  remain), the same outputs as `fast` (`max abs diff vs fast` 0). It needs a fixed batch
-  and sequence length, as a training loop with fixed BPTT has;
-- `compiled` fuses elementwise kernels and helps (fewer launches) but keeps the per-step loop."""
-    return f"""What limits each case (from this run's table and the profiles below):
-
-- the `matmuls` row is the RMC's matrix products alone, the same shapes on random data: no
-  RMC path can be faster. On `nth-l0sg-shape` it is {_ratio(results, "nth-l0sg-shape", "matmuls")}x the LSTM's time,
-  the fused path {_ratio(results, "nth-l0sg-shape", "fast")}x. The RMC does about 6.2x the LSTM's multiply-adds
-  per token on this shape (qkv 8 x 256 x 768, MLP 2 x 8 x 256 x 256 and gates 8 x 256 x 512 per
-  token, against the LSTM's 4 x 369 x 409), so per multiply-add its matrix products run
-  {per_flop("nth-l0sg-shape", 6.2)}x as fast as the LSTM's fused oneDNN kernel (`mkldnn_rnn_layer`, one call for
-  all T steps);
-- the rest is ~100 small ops per RMC step (layer norms, tanh and sigmoid, the 8 x 9 attention as
-  batched matmuls over B x heads tiny matrices, copies), each 20-300 us at these sizes and
-  launched from Python. Reaching 6x the LSTM on `nth-l0sg-shape` would need all of them to add at
-  most {allowance("nth-l0sg-shape", 6.0)} to the matrix products' time; here they add {overhead("nth-l0sg-shape")}. On this CPU
-  `torch.tanh` is slow (the fused path computes it as 2 sigmoid(2x) - 1, see the op-level
-  table) and `torch.compile` fuses the small ops without making the step much cheaper
-  (compare `compiled`);
-- on `lm-l0sg-shape` (one memory slot) the matrix products are {_ratio(results, "lm-l0sg-shape", "matmuls")}x the LSTM
-  and the fused path {_ratio(results, "lm-l0sg-shape", "fast")}x: with one slot the RMC does about the LSTM's
-  arithmetic per parameter;
-- with `recompute=True` the forward of every step runs twice."""
-
-
-def write_markdown(
-    path: Path, results: list[dict], cases: Sequence[str], profiles: dict[str, str], context: dict, ops: Optional[list[dict]] = None
-) -> None:
-    """docs/performance.md: how it was measured, the table, the targets, the profiles."""
+def report(results: list[dict], cases: Sequence[str], profiles: dict[str, str], context: dict, ops: Optional[list[dict]] = None) -> str:
+    """The measured part of docs/performance.md: how it was measured, the tables, the profiles.
+    Only measurements and the suite's own definitions; what they mean is the document's prose."""
     case_lines = "\n".join(f"- `{name}`: {CASES[name].description}; batch {CASES[name].batch}, {CASES[name].steps} steps" for name in cases)
     variant_lines = "\n".join(f"- `{name}`: {text}" for name, text in VARIANTS.items())
-    profile_text = "\n\n".join(f"### {title}\n\n```\n{text}\n```" for title, text in profiles.items())
-    limits_text = _limits_text(results, context["device"])
-    ops_text = (
-        f"## Op-level measurements (`op_measurements`, {ops[0]['threads']} threads)\n\n{ops_table(ops)}\n\n" if ops else ""
-    )
-    text = f"""# Performance: RelationalMemory against nn.LSTM
+    profile_text = "\n\n".join(f"#### {title}\n\n```\n{text}\n```" for title, text in profiles.items())
+    ops_text = f"### Op-level measurements (`op_measurements`, {ops[0]['threads']} threads)\n\n{ops_table(ops)}\n\n" if ops else ""
+    return f"""## Measurements
 
-Produced by `{context['command']}`; every number below comes from that run
-(`benchmarks/bench_cores.py`). Do not edit by hand; rerun the command.
+Produced by `{context['command']}`; every number in this section comes from that run.
 
 - machine: {context['machine']}
 - torch {context['torch']}, device `{context['device']}`, {context['threads_text']}
-- load average (1 / 5 / 15 min) before the run: {context['load_before']}; after: {context['load_after']}.
-  The machine may be shared with other processes, so absolute times are noisy; the variants
-  of one case run back to back in one process, and their **ratios** are what to quote.
-- timing: best of {context['repeats']} rounds after one warm-up step (fewer for the slowest cases,
-  see `repeats` in the JSON lines, where 0 means the warm-up step itself was timed, and
-  `ms_median` is the median); in each round the
-  variants of a case take turns, so load changes hit them alike. A training step is forward,
-  `outputs.mean()`, backward, on random inputs.
+- load average (1 / 5 / 15 min) before the run: {context['load_before']}; after: {context['load_after']}
+- timing: best of {context['repeats']} rounds after one warm-up step (`repeats` in the JSON lines: fewer for
+  the slowest cases, 0 when the warm-up step itself was timed; `ms_median` is the median); in each
+  round the variants of a case take turns. A training step is forward, `outputs.mean()`, backward,
+  on random inputs.
 - activation memory: {context['memory_method']}
 
 Cases:
@@ -526,63 +500,32 @@ Cases:
 Variants:
 {variant_lines}
 
-## Results
+### Results
 
 {table(results)}
 
-`x LSTM time` is the variant's time over the LSTM's in the same case; `max abs diff vs fast`
-compares the variant's float32 outputs with the fast path's on the same weights and input.
-Over tens of recurrent steps the recurrence amplifies float32 rounding, so differences of
-1e-4 to 1e-3 after 100 steps are expected (each float32 path is about that far from a
-float64 run); in float64 the paths agree to 1e-10 even after 100 steps (tests/test_fast_path.py).
-
-## Targets
-
-The L0SG/relational-rnn-pytorch figures were measured on this machine in an earlier session (2 threads);
-they were not re-measured here. A target's thread count applies when the run used it (see the header).
+### Targets
 
 {targets_table(results)}
 
-## What the fast paths do
-
-The straightforward path (`fast=False`, `RelationalMemoryCell.step`) is the spec in code:
-project the input, append it as a row, run every block on all N + 1 rows, drop the input
-row, gate. The fast paths give the same numbers (tests/test_fast_path.py: float64 to 1e-10,
-float32 to 1e-5 relative, outputs and every gradient, over the option grid) with less work.
-Both share:
-
-- every input-only term for all T steps at once, before the loop: block 1's qkv of the input
-  row and the gates' input part, with all gate biases and the constant input/forget biases
-  folded in; the input projection is folded into those two matmuls' weights when that costs
-  fewer multiply-adds (every case here but `lm-paper`, whose batch x BPTT is small next to
-  its width);
-- in the last block only the N memory rows ask queries and go through the norms and the MLP
-  (with one block the input row is only one more key and value): with one memory slot
-  (the LM) this halves the per-step work;
-- the attention as two small batched matmuls (on CPU, `scaled_dot_product_attention` is
-  several times slower for 8 x 9 score matrices, see the op-level table, and it has no double
-  backward); one sigmoid for both gates.
-
-`autograd` (`fused=False`; also every core with more than one attention block) runs
-`fast_step` per step under autograd. `fast`, the default with one block (every task's
-preset), is `FusedSequence` (`src/relational_rnn/cores/fused.py`): one hand-written forward
-and backward for the whole sequence. It saves per step only the qkv projection, the MLP's
-hidden pre-activations, the second residual sum, the gates and the attention weights, and
-recomputes the rest (layer norms, tanh, the first residual) in backward; it accumulates
-weight gradients in place and writes intermediates straight into [T, ...] buffers. That
-is where its lower activation memory comes from. `compile=True` wraps `fast_step` in
-`torch.compile`; `recompute=True` checkpoints each `fast_step` (backward keeps only the
-step's inputs and reruns it). `compile s` above is the first step's extra time; it depends
-on inductor's on-disk cache.
-
-{limits_text}
-
-{ops_text}## Profiles (one training step, top operators by self time)
+{ops_text}### Profiles (one training step, top operators by self time)
 
 {profile_text}
 """
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """Put `text` (the `report`) between the BEGIN and END markers of `path`, keeping the prose
+    around them; a file without the markers gets them, after its text."""
+    block = f"{BEGIN}\n\n{text.strip()}\n\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        before, rest = old.split(BEGIN, 1)
+        new = before + block + rest.split(END, 1)[1]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(new)
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
@@ -594,7 +537,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed training steps per variant, after one warm-up")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--markdown", type=Path, help="also write this markdown report (with profiles of the two L0SG shapes)")
+    parser.add_argument(
+        "--markdown", type=Path,
+        help="also write the measured report (tables, profiles of the two L0SG shapes) between the markers of this markdown file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads < 1 or args.repeats < 1:
         parser.error("--threads and --repeats must be >= 1")
@@ -623,12 +569,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
             torch=torch.__version__,
             device=str(device),
             threads=args.threads,
-            threads_text=(
-                "GPU times taken after `torch.cuda.synchronize()`"
-                if device.type == "cuda"
-                else f"**threads: {args.threads}** (a second "
-                "thread only helps when the second core is free)"
-            ),
+            threads_text="GPU times taken after `torch.cuda.synchronize()`" if device.type == "cuda" else f"**threads: {args.threads}**",
             repeats=args.repeats,
             load_before=load_before,
             load_after=_load(),
@@ -640,8 +581,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
             ),
         )
         ops = op_measurements() if device.type == "cpu" else None
-        write_markdown(args.markdown, results, args.cases, profiles, context, ops)
-        print(f"wrote {args.markdown}")
+        write_markdown(args.markdown, report(results, args.cases, profiles, context, ops))
+        print(f"wrote the measured part of {args.markdown}")
     return 0
 
 

@@ -9,10 +9,17 @@ straightforward path, float64 to 1e-10), but:
   pre-activations, the second residual sum R2, the gates and the (tiny) attention weights,
   plus the memories, which are the outputs anyway. The layer norms, tanh and the first
   residual sum R1 are recomputed in backward from those (cheap next to the matrix products);
-* it builds no autograd graph (~40 nodes per step): weight gradients are accumulated in
-  place (`addmm_`), intermediates are written straight into preallocated [T, ...] buffers,
-  the softmax runs over a middle dimension and tanh is computed as 2 sigmoid(2x) - 1 (both
-  faster on CPU: `benchmarks/bench_ops.py`).
+* it builds no autograd graph (~40 nodes per step) and keeps the per-step loops short, since
+  at small batch each PyTorch call costs more than its arithmetic: intermediates are written
+  straight into preallocated [T, ...] buffers (`out=`), biases and residuals ride on the
+  matrix products (`addmm`, `baddbmm`), the attention's scale on its products (`alpha`);
+* backward recomputes what only reads saved tensors (the layer norms, R1, tanh) for chunks
+  of steps at once (all T steps for small shapes, step by step for large ones:
+  `RECOMPUTE_ELEMENTS`), and runs the recursion through time step by step, weight gradients
+  accumulating in place (`addmm_`);
+* tiny attention products whose inner size is a few slots run as one multiply-add per slot
+  (`_bmm`), the softmax runs over a middle dimension and tanh is computed as 2 sigmoid(2x) - 1
+  (each faster on CPU: `benchmarks/bench_ops.py`).
 
 One step, with memory M [B, N, D] (its rows flattened to [B*N, D] where convenient) and the
 step's input terms Px (the input row's qkv projection) and Gx (the gates' input part):
@@ -25,6 +32,10 @@ step's input terms Px (the input row's qkv projection) and Gx (the gates' input 
 
 with scale the cell's `query_scale`: key_size**-0.5, or (2 key_size + head_size)**-0.5 with
 `attention_scale="qkv"`.
+
+The heads live in one buffer, [T, B*H, N+1, per head] (`_head_buffer`): each step's N memory
+rows and its input row, head by head, so that q, k and v are views that the batched matmuls
+read directly (the input rows are written once for all steps, the memory rows step by step).
 
 Backward walks these in reverse with the usual rules (layer-norm, softmax, tanh, sigmoid and
 ReLU backward are PyTorch's own kernels). Not supported, so `RelationalMemory` runs
@@ -101,39 +112,139 @@ def _layer_norm_backward(
 
 
 def _tanh(x: Tensor) -> Tensor:
-    """tanh(x) as 2 sigmoid(2x) - 1: the same function, about twice as fast as `torch.tanh` on
-    CPU; off by at most ~2e-7 absolute in float32."""
+    """tanh(x) as 2 sigmoid(2x) - 1: the same function, faster than `torch.tanh` on this
+    project's CPUs (op-level table, docs/performance.md); off by at most ~2e-7 absolute in float32."""
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
-def _heads(s: SequenceShape, qkv: Tensor, input_qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Queries of the memory rows; keys and values of the memory rows and the input row.
+def _at(*tensors: Optional[Tensor]) -> list[Optional[tuple[Tensor, ...]]]:
+    """Each [T, ...] tensor as the tuple of its T per-step views (None stays None)."""
+    return [None if tensor is None else tensor.unbind(0) for tensor in tensors]
 
-    qkv [B*N, F] and input_qkv [B, F], both normed -> queries [B*H, N, k], keys [B*H, N+1, k],
-    values [B*H, N+1, v]: views of one tensor that holds the rows head by head.
-    """
-    memory_rows = qkv.view(s.batch, s.slots, s.heads, s.per_head).transpose(1, 2)
-    input_row = input_qkv.view(s.batch, 1, s.heads, s.per_head).transpose(1, 2)
-    rows = torch.cat([memory_rows, input_row], dim=2).view(s.batch * s.heads, s.slots + 1, s.per_head)
+
+def _head_buffer(s: SequenceShape, input_normed: Tensor) -> Tensor:
+    """[T, B*H, N+1, per head], with each step's input row LN1(Px) [T, B, F] in place as row N;
+    rows 0..N-1 are for the memory rows (`_memory_row_places`)."""
+    rows = input_normed.new_empty(s.steps, s.batch, s.heads, s.slots + 1, s.per_head)
+    rows[:, :, :, s.slots].copy_(input_normed.view(s.steps, s.batch, s.heads, s.per_head))
+    return rows.view(s.steps, s.batch * s.heads, s.slots + 1, s.per_head)
+
+
+def _memory_row_places(s: SequenceShape, rows: Tensor) -> Tensor:
+    """The memory rows' places in `rows` [T, B*H, N+1, per head], as a view in row layout
+    [T, B, N, H, per head]: copying the normed memory rows qkv [T, B*N, F] there fills them."""
+    places = rows.view(s.steps, s.batch, s.heads, s.slots + 1, s.per_head)[:, :, :, : s.slots]
+    return places.transpose(2, 3)
+
+
+def _split_heads(s: SequenceShape, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Views of `rows` [..., B*H, N+1, per head]: queries [..., N, k] (memory rows only), keys
+    [..., N+1, k] and values [..., N+1, v] (memory rows and the input row)."""
     k = s.key_size
-    return rows[:, : s.slots, :k], rows[:, :, k : 2 * k], rows[:, :, 2 * k :]
+    return rows[..., : s.slots, :k], rows[..., k : 2 * k], rows[..., 2 * k :]
 
 
-def _attention_weights(s: SequenceShape, queries: Tensor, keys: Tensor) -> Tensor:
-    """softmax(q k^T * scale), stored keys first: [B*H, N+1 keys, N queries].
+def _bmm(a: Tensor, b: Tensor, out: Optional[Tensor] = None, scale: float = 1.0) -> Tensor:
+    """scale * (a @ b) for batches of small matrices, a [..., m, c] and b [..., c, n].
 
-    Keys first because PyTorch's CPU softmax is about 3x faster over a middle dimension than
-    over a last dimension of only N + 1 entries.
+    PyTorch's CPU bmm runs one BLAS call for the whole batch only when `out` is contiguous (else
+    one per matrix), and below 400 multiply-adds per matrix it loops over scalars instead. There,
+    when the inner size c is only a few slots (c < 8: A v and the attention's gradients), c
+    multiply-adds of whole [..., m, n] slices (a column of a times a row of b) are faster
+    (op-level table, docs/performance.md).
     """
-    return torch.softmax(torch.bmm(keys, queries.transpose(1, 2)).mul_(s.scale), dim=1)
+    inner = a.shape[-1]
+    if inner < 8 and inner * a.shape[-2] * b.shape[-1] < 400:
+        if scale != 1.0:
+            a = a * scale
+        columns, rows = a.unsqueeze(-1).unbind(-2), b.unsqueeze(-2).unbind(-3)  # [..., m, 1] and [..., 1, n]
+        out = torch.mul(columns[0], rows[0], out=out)
+        for column, row in zip(columns[1:], rows[1:]):
+            out.addcmul_(column, row)
+        return out
+    if out is None:
+        out = a.new_empty(*a.shape[:-1], b.shape[-1])
+    return torch.baddbmm(out, a, b, beta=0, alpha=scale, out=out)  # beta=0: out's old values are ignored
+
+
+def _join_heads(s: SequenceShape, queries: Optional[Tensor], keys: Tensor, values: Tensor) -> Tensor:
+    """The inverse of `_split_heads` for one kind of row: queries [..., B*H, R, k] (None: zeros),
+    keys [..., B*H, R, k] and values [..., B*H, R, v] -> rows [..., B, R, F], head by head."""
+    lead, count = keys.shape[:-3], keys.shape[-2]
+    joined = keys.new_empty(*lead, s.batch, count, s.heads, s.per_head)
+    k = s.key_size
+    for part, source in ((slice(0, k), queries), (slice(k, 2 * k), keys), (slice(2 * k, None), values)):
+        target = joined[..., part]
+        if source is None:
+            target.zero_()
+        else:
+            target.copy_(source.view(*lead, s.batch, s.heads, count, -1).transpose(-3, -2))
+    return joined.view(*lead, s.batch, count, -1)
 
 
 def _first_sum(s: SequenceShape, memory_rows: Tensor, attended: Tensor) -> Tensor:
-    """R1 = M + O as [B*N, D]; attended O [B*H, N, v] goes back to row layout on the way."""
-    total = memory_rows.clone()
-    heads_last = attended.view(s.batch, s.heads, s.slots, s.head_size).transpose(1, 2)
-    total.view(s.batch, s.slots, s.heads, s.head_size).add_(heads_last)
+    """R1 = M + O in row layout [..., B*N, D], from memory rows [..., B*N, D] and the attended
+    values O [..., B*H, N, v], which go back from heads to rows on the way."""
+    lead = memory_rows.shape[:-2]
+    total = memory_rows.new_empty(memory_rows.shape)
+    heads_last = attended.view(*lead, s.batch, s.heads, s.slots, s.head_size).transpose(-3, -2)
+    rows = (*lead, s.batch, s.slots, s.heads, s.head_size)
+    torch.add(memory_rows.view(rows), heads_last, out=total.view(rows))
     return total
+
+
+def _gate_product(s: SequenceShape, grad: Tensor, factor: Tensor, out: Tensor) -> None:
+    """out = grad * factor [B, N, D], summed over the units when one gate covers a whole row
+    (gate_style "memory", out [B, N, 1]): d loss / d (one gate) before its sigmoid."""
+    if s.gate_style == "unit":
+        torch.mul(grad, factor, out=out)
+    else:
+        torch.sum(grad * factor, dim=-1, keepdim=True, out=out)
+
+
+RECOMPUTE_ELEMENTS = 2**19
+"""How many steps backward recomputes at once: as many as keep the chunk's qkv rows (steps x B*N
+x F values) within this, at least one. Fewer calls for small shapes, where each call costs more
+than its arithmetic; cache-sized temporaries for large ones (all steps at once of a large batch
+would be big fresh allocations, slower than recomputing step by step)."""
+
+
+class _Recomputed(NamedTuple):
+    """What one step of the forward computed without saving it, recomputed for backward."""
+
+    qkv_mean: Tensor
+    qkv_rstd: Tensor
+    first_sum: Tensor  # R1
+    first_normed: Tensor  # Y1
+    first_mean: Tensor
+    first_rstd: Tensor
+    second_mean: Tensor
+    second_rstd: Tensor
+    tanh_second: Optional[Tensor]  # tanh(Y2), None ungated
+    tanh_entering: Optional[Tensor]  # tanh(M), None ungated
+
+
+def _recompute(
+    s: SequenceShape, w: Weights, steps: slice, entering: Tensor, projections: Tensor, attention: Tensor,
+    second_sums: Tensor, heads: Tensor,
+) -> list[_Recomputed]:  # fmt: skip
+    """Recompute the steps in `steps` from what was saved, one call per operation for all of
+    them, and write their normed memory rows into the head buffer `heads`."""
+    qkv, qkv_mean, qkv_rstd = _layer_norm(projections[steps], w.qkv_norm, w.qkv_norm_bias, s.eps)
+    places = _memory_row_places(s, heads)[steps]
+    places.copy_(qkv.view(places.shape))
+    values = _split_heads(s, heads[steps])[2]
+    attended = _bmm(attention[steps].flatten(0, 1).transpose(1, 2), values.flatten(0, 1))
+    count = places.shape[0]
+    first_sums = _first_sum(s, entering[steps], attended.view(count, -1, s.slots, s.head_size))
+    first_normed, first_mean, first_rstd = _layer_norm(first_sums, w.attention_norm, w.attention_norm_bias, s.eps)
+    second_normed, second_mean, second_rstd = _layer_norm(second_sums[steps], w.mlp_norm, w.mlp_norm_bias, s.eps)
+    tanh_second = tanh_entering = None
+    if s.gate_style is not None:
+        tanh_second, tanh_entering = _tanh(second_normed), _tanh(entering[steps])
+    fields = (qkv_mean, qkv_rstd, first_sums, first_normed, first_mean, first_rstd, second_mean, second_rstd, tanh_second, tanh_entering)
+    per_step = [[None] * count if field is None else field.unbind(0) for field in fields]
+    return [_Recomputed(*step) for step in zip(*per_step)]
 
 
 class FusedSequence(torch.autograd.Function):
@@ -151,7 +262,10 @@ class FusedSequence(torch.autograd.Function):
         w = Weights.from_flat(flat_weights)
         mlp_weights, mlp_biases = w.mlp[0::2], w.mlp[1::2]
         last_layer = s.mlp_layers - 1
-        input_normed = _layer_norm(input_qkv, w.qkv_norm, w.qkv_norm_bias, s.eps)[0]
+        gated = s.gate_style is not None
+        heads = _head_buffer(s, _layer_norm(input_qkv, w.qkv_norm, w.qkv_norm_bias, s.eps)[0])
+        if gated:  # Gx for every memory row, so that it rides on the gates' matmul as its bias
+            row_gates = input_gates.unsqueeze(2).expand(s.steps, s.batch, s.slots, -1).reshape(s.steps, s.rows, -1)
 
         outputs = memory.new_empty(s.steps, s.batch, s.slots * s.width)
         # What backward needs, written in place step by step:
@@ -160,35 +274,44 @@ class FusedSequence(torch.autograd.Function):
         hidden = memory.new_empty(last_layer, s.steps, s.rows, s.width)  # the MLP's pre-activations
         second_sums = memory.new_empty(s.steps, s.rows, s.width)  # R2
         gates = memory.new_empty(s.steps, s.batch, s.slots, 2 * s.gate_size)  # G
+        scores = memory.new_empty(s.batch * s.heads, s.slots + 1, s.slots)  # q k^T * scale, reused every step
+        # Per-step views, taken once ("x_at[t]" indexes a tuple; "x[t]" would be one more PyTorch call).
+        projection_at, attention_at, second_sum_at = _at(projections, attention, second_sums)
+        memory_places_at, queries_at, keys_at, values_at = _at(_memory_row_places(s, heads), *_split_heads(s, heads))
+        hidden_at = [_at(layer)[0] for layer in hidden]
+        output_at = _at(outputs.view(s.steps, *memory.shape))[0]
+        if gated:
+            gates_at, row_gates_at = _at(gates, row_gates)
 
         current = memory
         for t in range(s.steps):
-            memory_rows = current.reshape(s.rows, s.width)
-            projection = torch.addmm(w.qkv_bias, memory_rows, w.qkv.t(), out=projections[t])
+            memory_rows = current.view(s.rows, s.width)
+            projection = torch.addmm(w.qkv_bias, memory_rows, w.qkv.t(), out=projection_at[t])
             qkv = _layer_norm(projection, w.qkv_norm, w.qkv_norm_bias, s.eps)[0]
-            queries, keys, values = _heads(s, qkv, input_normed[t])
-            weights = attention[t].copy_(_attention_weights(s, queries, keys))
-            attended = torch.bmm(weights.transpose(1, 2), values)
-            first_sum = _first_sum(s, memory_rows, attended)
+            memory_places_at[t].copy_(qkv.view(memory_places_at[t].shape))
+            queries, keys, values = queries_at[t], keys_at[t], values_at[t]
+            # A = softmax(q k^T * scale), keys first: PyTorch's CPU softmax is about 3x faster over a
+            # middle dimension than over a last dimension of only N + 1 entries.
+            weights = torch.softmax(_bmm(keys, queries.transpose(1, 2), out=scores, scale=s.scale), dim=1, out=attention_at[t])
+            first_sum = _first_sum(s, memory_rows, _bmm(weights.transpose(1, 2), values))
             first_normed = _layer_norm(first_sum, w.attention_norm, w.attention_norm_bias, s.eps)[0]
             layer_input = first_normed
-            for index in range(s.mlp_layers):
-                target = hidden[index, t] if index < last_layer else None
-                layer_output = torch.addmm(mlp_biases[index], layer_input, mlp_weights[index].t(), out=target)
-                layer_input = torch.relu(layer_output) if index < last_layer else layer_output
-            second_sum = torch.add(layer_input, first_normed, out=second_sums[t])
+            for index in range(last_layer):
+                layer_output = torch.addmm(mlp_biases[index], layer_input, mlp_weights[index].t(), out=hidden_at[index][t])
+                layer_input = torch.relu(layer_output)
+            second_sum = torch.addmm(mlp_biases[-1], layer_input, mlp_weights[-1].t(), out=second_sum_at[t]).add_(first_normed)
             second_normed = _layer_norm(second_sum, w.mlp_norm, w.mlp_norm_bias, s.eps)[0].view_as(current)
-            if s.gate_style is not None:
-                pre_gates = torch.mm(_tanh(memory_rows), w.gate.t()).view(s.batch, s.slots, -1)
-                step_gates = torch.sigmoid(pre_gates.add_(input_gates[t].unsqueeze(1)), out=gates[t])
+            output = output_at[t]
+            if gated:
+                step_gates = gates_at[t]
+                torch.addmm(row_gates_at[t], _tanh(memory_rows), w.gate.t(), out=step_gates.view(s.rows, -1)).sigmoid_()
                 input_gate, forget_gate = step_gates.split(s.gate_size, dim=-1)
-                new = torch.addcmul(forget_gate * current, input_gate, _tanh(second_normed))
+                new = torch.addcmul(forget_gate * current, input_gate, _tanh(second_normed), out=output if keep is None else None)
             else:
                 new = second_normed
-            output = outputs[t].view_as(current)
             if keep is not None:
                 torch.where(keep[t], new, current, out=output)
-            else:
+            elif new is not output:
                 output.copy_(new)
             current = output
 
@@ -222,127 +345,140 @@ class FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def backward_by_hand(ctx, grad_outputs: Tensor):
-        """The hand-written backward (grad mode is off: the engine runs backward so without create_graph)."""
+        """The hand-written backward (grad mode is off: the engine runs backward so without create_graph).
+
+        Three phases: the recursion through time, step by step, after recomputing each chunk of
+        steps (module docstring); then what needs every step's gradients: the input rows' LN1
+        backward (from d loss / d their keys and values), the gates' input part, the layer
+        norms' weight and bias gradients (kept per step, summed once).
+        """
         s: SequenceShape = ctx.shape
         memory, outputs, input_qkv, projections, attention, hidden, second_sums, gates, keep, _, *flat = ctx.saved_tensors
         w = Weights.from_flat(tuple(flat))
         mlp_weights = w.mlp[0::2]
-        k = s.key_size
         gated = s.gate_style is not None
+        width = s.width
 
+        # 1. What the steps computed, from what was saved: chunks of steps at once, last chunk first.
+        entering = torch.cat([memory.reshape(1, s.rows, width), outputs[:-1].view(s.steps - 1, s.rows, width)])  # M
         input_normed, input_mean, input_rstd = _layer_norm(input_qkv, w.qkv_norm, w.qkv_norm_bias, s.eps)
-        grad_input_normed = torch.zeros_like(input_qkv)
-        grad_input_gates = memory.new_empty(s.steps, s.batch, 2 * s.gate_size) if gated else None
-        # Parameter gradients, accumulated over the steps: same names as `Weights`.
-        grad = {name: torch.zeros_like(value) for name, value in w._asdict().items() if name not in ("mlp", "gate")}
-        grad["gate"] = torch.zeros_like(w.gate) if gated else None
+        heads = _head_buffer(s, input_normed)  # the memory rows are filled chunk by chunk (`_recompute`)
+        queries, keys, values = _split_heads(s, heads)
+        chunk = max(1, RECOMPUTE_ELEMENTS // (s.rows * w.qkv.shape[0]))  # steps recomputed at once
+
+        # 2. The recursion. Weight gradients accumulate in place (`addmm_`), the layer norms'
+        # per step in lists (summed at the end); these buffers keep d loss / d the gates'
+        # pre-activations, the keys and the values for what comes after the loop.
+        grad = {name: torch.zeros_like(getattr(w, name)) for name in ("qkv", "qkv_bias", "gate") if getattr(w, name) is not None}
         grad_mlp = [torch.zeros_like(value) for value in w.mlp]  # weight 1, bias 1, ...
-
-        def add_norm_grads(name: str, weight_grad: Tensor, bias_grad: Tensor) -> None:
-            grad[name].add_(weight_grad)
-            grad[name + "_bias"].add_(bias_grad)
-
+        norm_names = ("qkv_norm", "attention_norm", "mlp_norm")
+        norm_grads: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in norm_names}  # (d weight, d bias)
+        grad_pre_gates = torch.empty_like(gates) if gated else None
+        grad_keys_all = memory.new_empty(keys.shape)
+        grad_values_all = memory.new_empty(values.shape)
+        # Per-step views, taken once ("x_at[t]" indexes a tuple; "x[t]" would be one more PyTorch call).
+        entering_at, grad_outputs_at, keep_at, attention_at, projections_at = _at(entering, grad_outputs, keep, attention, projections)
+        queries_at, keys_at, values_at, second_sums_at = _at(queries, keys, values, second_sums)
+        grad_keys_all_at, grad_values_all_at = _at(grad_keys_all, grad_values_all)
+        hidden_at = [_at(layer)[0] for layer in hidden]
+        if gated:
+            gates_at, grad_pre_gates_at = _at(gates, grad_pre_gates)
         grad_memory = None  # d loss / d (memory after step t), [B, N, D]
-        for t in reversed(range(s.steps)):
-            current = memory if t == 0 else outputs[t - 1].view_as(memory)
-            memory_rows = current.reshape(s.rows, s.width)
-            step_grad = grad_outputs[t].reshape(memory.shape)
-            grad_memory = step_grad if grad_memory is None else grad_memory.add_(step_grad)
-            # The gradient for the memory entering this step (not needed at step 0 when the
-            # initial memory is a constant) sums what flows back through the gates, the first
-            # residual, the qkv projection and, for finished sequences, `keep`.
-            need_previous = t > 0 or ctx.needs_input_grad[1]
-            grad_from_gates = grad_kept = None
-            if keep is not None:
-                grad_new = grad_memory * keep[t]
-                grad_kept = grad_memory * keep[t].logical_not()
-            else:
-                grad_new = grad_memory
+        for stop in range(s.steps, 0, -chunk):
+            start = max(0, stop - chunk)
+            recomputed = _recompute(s, w, slice(start, stop), entering, projections, attention, second_sums, heads)
+            for t in reversed(range(start, stop)):
+                r = recomputed[t - start]
+                current = entering_at[t].view_as(memory)
+                step_grad = grad_outputs_at[t].reshape(memory.shape)
+                grad_memory = step_grad if grad_memory is None else grad_memory.add_(step_grad)
+                # The gradient for the memory entering this step (not needed at step 0 when the
+                # initial memory is a constant) sums what flows back through the gates, the first
+                # residual, the qkv projection and, for finished sequences, `keep`.
+                need_previous = t > 0 or ctx.needs_input_grad[1]
+                grad_from_gates = grad_kept = None
+                if keep is not None:
+                    grad_new = grad_memory * keep_at[t]
+                    grad_kept = grad_memory * keep_at[t].logical_not()
+                else:
+                    grad_new = grad_memory
 
-            # Recompute this step's cheap intermediates from what was saved.
-            projection, weights, second_sum = projections[t], attention[t], second_sums[t]
-            qkv, qkv_mean, qkv_rstd = _layer_norm(projection, w.qkv_norm, w.qkv_norm_bias, s.eps)
-            queries, keys, values = _heads(s, qkv, input_normed[t])
-            first_sum = _first_sum(s, memory_rows, torch.bmm(weights.transpose(1, 2), values))
-            first_normed, first_mean, first_rstd = _layer_norm(first_sum, w.attention_norm, w.attention_norm_bias, s.eps)
-            second_normed, second_mean, second_rstd = _layer_norm(second_sum, w.mlp_norm, w.mlp_norm_bias, s.eps)
+                # M' = i * tanh(Y2) + f * M, G = sigmoid(tanh(M) Wg^T + Gx).
+                if gated:
+                    step_gates, step_grad_gates = gates_at[t], grad_pre_gates_at[t]
+                    input_gate, forget_gate = step_gates.split(s.gate_size, dim=-1)
+                    step_tanh = r.tanh_second.view_as(current)
+                    grad_second_normed = aten.tanh_backward(grad_new * input_gate, step_tanh).view(s.rows, width)
+                    grad_input_gate, grad_forget_gate = step_grad_gates.split(s.gate_size, dim=-1)
+                    _gate_product(s, grad_new, step_tanh, out=grad_input_gate)
+                    _gate_product(s, grad_new, current, out=grad_forget_gate)
+                    aten.sigmoid_backward.grad_input(step_grad_gates, step_gates, grad_input=step_grad_gates)
+                    grad["gate"].addmm_(step_grad_gates.view(s.rows, -1).t(), r.tanh_entering)
+                    if need_previous:
+                        grad_from_gates = torch.mm(step_grad_gates.view(s.rows, -1), w.gate)
+                        aten.tanh_backward.grad_input(grad_from_gates, r.tanh_entering, grad_input=grad_from_gates)
+                        grad_from_gates.view_as(current).addcmul_(grad_new, forget_gate)
+                else:
+                    grad_second_normed = grad_new.reshape(s.rows, width)
 
-            # M' = i * tanh(Y2) + f * M, G = sigmoid(tanh(M) Wg^T + Gx).
-            if gated:
-                step_gates = gates[t]
-                input_gate, forget_gate = step_gates.split(s.gate_size, dim=-1)
-                tanh_second = _tanh(second_normed).view_as(current)
-                grad_second_normed = aten.tanh_backward(grad_new * input_gate, tanh_second).view(s.rows, s.width)
-                grad_input_gate, grad_forget_gate = grad_new * tanh_second, grad_new * current
-                if s.gate_style == "memory":  # one gate value per row, broadcast over its units
-                    grad_input_gate = grad_input_gate.sum(-1, keepdim=True)
-                    grad_forget_gate = grad_forget_gate.sum(-1, keepdim=True)
-                grad_pre_gates = aten.sigmoid_backward(torch.cat([grad_input_gate, grad_forget_gate], dim=-1), step_gates)
-                torch.sum(grad_pre_gates, dim=1, out=grad_input_gates[t])
-                grad_pre_gates = grad_pre_gates.view(s.rows, -1)
-                tanh_memory = _tanh(memory_rows)
-                grad["gate"].addmm_(grad_pre_gates.t(), tanh_memory)
-                if need_previous:
-                    grad_from_gates = aten.tanh_backward(torch.mm(grad_pre_gates, w.gate), tanh_memory)
-                    grad_from_gates.view_as(current).addcmul_(grad_new, forget_gate)
-            else:
-                grad_second_normed = grad_new.reshape(s.rows, s.width)
+                # Y2 = LN3(R2), R2 = MLP(Y1) + Y1.
+                grad_second_sum, *step_norm_grads = _layer_norm_backward(
+                    grad_second_normed, second_sums_at[t], r.second_mean, r.second_rstd, w.mlp_norm, w.mlp_norm_bias
+                )
+                norm_grads["mlp_norm"].append(step_norm_grads)
+                grad_layer = grad_second_sum
+                for index in reversed(range(s.mlp_layers)):
+                    layer_input = r.first_normed if index == 0 else torch.relu(hidden_at[index - 1][t])
+                    grad_mlp[2 * index].addmm_(grad_layer.t(), layer_input)
+                    grad_mlp[2 * index + 1].add_(grad_layer.sum(0))
+                    if index > 0:
+                        grad_layer = aten.threshold_backward(torch.mm(grad_layer, mlp_weights[index]), hidden_at[index - 1][t], 0)
+                grad_first_normed = torch.addmm(grad_second_sum, grad_layer, mlp_weights[0])
 
-            # Y2 = LN3(R2), R2 = MLP(Y1) + Y1.
-            grad_second_sum, *norm_grads = _layer_norm_backward(
-                grad_second_normed, second_sum, second_mean, second_rstd, w.mlp_norm, w.mlp_norm_bias
-            )
-            add_norm_grads("mlp_norm", *norm_grads)
-            grad_layer = grad_second_sum
-            for index in reversed(range(s.mlp_layers)):
-                layer_input = first_normed if index == 0 else torch.relu(hidden[index - 1, t])
-                grad_mlp[2 * index].addmm_(grad_layer.t(), layer_input)
-                grad_mlp[2 * index + 1].add_(grad_layer.sum(0))
-                grad_layer_input = torch.mm(grad_layer, mlp_weights[index])
-                if index > 0:
-                    grad_layer = aten.threshold_backward(grad_layer_input, hidden[index - 1, t], 0)
-            grad_first_normed = grad_layer_input.add_(grad_second_sum)
+                # Y1 = LN2(R1), R1 = M + O.
+                grad_first_sum, *step_norm_grads = _layer_norm_backward(
+                    grad_first_normed, r.first_sum, r.first_mean, r.first_rstd, w.attention_norm, w.attention_norm_bias
+                )
+                norm_grads["attention_norm"].append(step_norm_grads)
 
-            # Y1 = LN2(R1), R1 = M + O.
-            grad_first_sum, *norm_grads = _layer_norm_backward(
-                grad_first_normed, first_sum, first_mean, first_rstd, w.attention_norm, w.attention_norm_bias
-            )
-            add_norm_grads("attention_norm", *norm_grads)
+                # O = A v with A = softmax(q k^T * scale) (stored keys first, [B*H, N+1, N]), keys and
+                # values over the memory rows and the input row.
+                weights = attention_at[t]
+                grad_attended = grad_first_sum.view(s.batch, s.slots, s.heads, s.head_size).transpose(1, 2)
+                grad_attended = grad_attended.reshape(s.batch * s.heads, s.slots, s.head_size)
+                grad_scores = aten._softmax_backward_data(_bmm(values_at[t], grad_attended.transpose(1, 2)), weights, 1, weights.dtype)
+                grad_scores = grad_scores.mul_(s.scale)  # d loss / d (q k^T)
+                grad_queries = _bmm(grad_scores.transpose(1, 2), keys_at[t])
+                grad_keys = _bmm(grad_scores, queries_at[t], out=grad_keys_all_at[t])
+                grad_values = _bmm(weights, grad_attended, out=grad_values_all_at[t])
+                grad_qkv = _join_heads(s, grad_queries, grad_keys[:, : s.slots], grad_values[:, : s.slots]).view(s.rows, -1)
 
-            # O = A v with A = softmax(q k^T * scale) (stored keys first, [B*H, N+1, N]), keys and
-            # values over the memory rows and the input row.
-            grad_attended = grad_first_sum.view(s.batch, s.slots, s.heads, s.head_size).transpose(1, 2)
-            grad_attended = grad_attended.reshape(s.batch * s.heads, s.slots, s.head_size)
-            grad_weights = torch.bmm(values, grad_attended.transpose(1, 2))
-            grad_scores = aten._softmax_backward_data(grad_weights, weights, 1, weights.dtype).mul_(s.scale)
-            grad_rows = memory.new_empty(s.batch, s.heads, s.slots + 1, s.per_head)
-            grad_rows_flat = grad_rows.view(s.batch * s.heads, s.slots + 1, s.per_head)
-            grad_rows_flat[:, : s.slots, :k].copy_(torch.bmm(grad_scores.transpose(1, 2), keys))
-            grad_rows_flat[:, s.slots, :k].zero_()  # the input row asks no query
-            grad_rows_flat[:, :, k : 2 * k].copy_(torch.bmm(grad_scores, queries))
-            grad_rows_flat[:, :, 2 * k :].copy_(torch.bmm(weights, grad_attended))
-            grad_qkv = grad_rows[:, :, : s.slots].transpose(1, 2).reshape(s.rows, -1)
-            grad_input_normed[t].view(s.batch, s.heads, s.per_head).copy_(grad_rows[:, :, s.slots])
+                # Q = LN1(P), P = M Wq^T + bq.
+                grad_projection, *step_norm_grads = _layer_norm_backward(
+                    grad_qkv, projections_at[t], r.qkv_mean, r.qkv_rstd, w.qkv_norm, w.qkv_norm_bias
+                )
+                norm_grads["qkv_norm"].append(step_norm_grads)
+                grad["qkv"].addmm_(grad_projection.t(), entering_at[t])
+                grad["qkv_bias"].add_(grad_projection.sum(0))
+                grad_memory = None
+                if need_previous:  # grad_first_sum is not needed any more: collect into it
+                    grad_memory = grad_first_sum.addmm_(grad_projection, w.qkv)
+                    for extra in (grad_from_gates, grad_kept):
+                        if extra is not None:
+                            grad_memory.add_(extra.view_as(grad_memory))
+                    grad_memory = grad_memory.view_as(current)
 
-            # Q = LN1(P), P = M Wq^T + bq.
-            grad_projection, *norm_grads = _layer_norm_backward(
-                grad_qkv, projection, qkv_mean, qkv_rstd, w.qkv_norm, w.qkv_norm_bias
-            )
-            add_norm_grads("qkv_norm", *norm_grads)
-            grad["qkv"].addmm_(grad_projection.t(), memory_rows)
-            grad["qkv_bias"].add_(grad_projection.sum(0))
-            grad_memory = None
-            if need_previous:  # grad_first_sum is not needed any more: collect into it
-                grad_memory = grad_first_sum.addmm_(grad_projection, w.qkv)
-                for extra in (grad_from_gates, grad_kept):
-                    if extra is not None:
-                        grad_memory.add_(extra.view_as(grad_memory))
-                grad_memory = grad_memory.view_as(current)
-
-        grad_input_qkv, *norm_grads = _layer_norm_backward(
+        # 3. The input rows' share of LN1, and the sums over steps.
+        input_row = (slice(None), slice(None), slice(s.slots, None))  # [T, B*H, N+1, ...] -> [T, B*H, 1, ...]
+        grad_input_normed = _join_heads(s, None, grad_keys_all[input_row], grad_values_all[input_row]).view(input_qkv.shape)
+        grad_input_qkv, *input_norm_grads = _layer_norm_backward(
             grad_input_normed, input_qkv, input_mean, input_rstd, w.qkv_norm, w.qkv_norm_bias
         )
-        add_norm_grads("qkv_norm", *norm_grads)
+        norm_grads["qkv_norm"].append(input_norm_grads)
+        for name in norm_names:
+            grad[name], grad[name + "_bias"] = (torch.stack(tensors).sum(0) for tensors in zip(*norm_grads[name]))
+        grad.setdefault("gate", None)
+        grad_input_gates = grad_pre_gates.sum(2) if gated else None  # Gx reaches every memory row of its sequence
         grad_weights_flat = Weights(**{name: grad[name] for name in Weights._fields if name != "mlp"}, mlp=tuple(grad_mlp)).flat()
         grad_initial_memory = grad_memory if ctx.needs_input_grad[1] else None
         return None, grad_initial_memory, grad_input_qkv, grad_input_gates, None, *grad_weights_flat
@@ -351,13 +487,22 @@ class FusedSequence(torch.autograd.Function):
 # --- double backward -------------------------------------------------------------------------------
 
 
+def _heads_under_autograd(s: SequenceShape, qkv: Tensor, input_normed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """`_split_heads` of the rows [B*H, N+1, per head] built from normed memory rows qkv [B*N, F]
+    and the input row [B, F] out of place (differentiable)."""
+    memory_rows = qkv.view(s.batch, s.slots, s.heads, s.per_head).transpose(1, 2)
+    input_row = input_normed.view(s.batch, 1, s.heads, s.per_head).transpose(1, 2)
+    rows = torch.cat([memory_rows, input_row], dim=2).view(s.batch * s.heads, s.slots + 1, s.per_head)
+    return _split_heads(s, rows)
+
+
 def _step_under_autograd(s: SequenceShape, w: Weights, current: Tensor, input_normed: Tensor, input_gates: Optional[Tensor]) -> Tensor:
     """One step of the module docstring's maths with out-of-place operations only (differentiable
     any number of times): memory [B, N, D], the step's LN1(Px) [B, F] and Gx [B, 2g] -> next memory."""
     rows = current.reshape(s.rows, s.width)
     projection = F.linear(rows, w.qkv, w.qkv_bias)
     qkv = F.layer_norm(projection, (projection.shape[-1],), w.qkv_norm, w.qkv_norm_bias, s.eps)
-    queries, keys, values = _heads(s, qkv, input_normed)
+    queries, keys, values = _heads_under_autograd(s, qkv, input_normed)
     weights = torch.softmax(torch.bmm(keys, queries.transpose(1, 2)) * s.scale, dim=1)  # keys first, as stored
     attended = torch.bmm(weights.transpose(1, 2), values).view(s.batch, s.heads, s.slots, s.head_size)
     first_sum = rows + attended.transpose(1, 2).reshape(s.rows, s.width)
