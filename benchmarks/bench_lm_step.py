@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from relational_rnn.cli import build_run_config
 from relational_rnn.cores import count_parameters
+from relational_rnn.runs import build_run_config
 from relational_rnn.tasks import get_task
 
 CONFIGS = [  # (core, adaptive softmax, cut-off fractions)

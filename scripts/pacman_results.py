@@ -15,8 +15,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from relational_rnn.cli import build_run_config
 from relational_rnn.envs.pacman import OBS_TYPES
+from relational_rnn.runs import build_run_config
 from relational_rnn.tasks.pacman import PacmanTask, baseline_returns
 from relational_rnn.train import read_metrics
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from relational_rnn.cores import recording
-from relational_rnn.train.loop import load_trained
+from relational_rnn.runs import load_trained
 
 
 def statistics(task, model) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from relational_rnn.bench import saved_activation_bytes
+from relational_rnn.runs import load_config
 from relational_rnn.tasks import get_task
-from relational_rnn.train.loop import load_config
 from relational_rnn.train.metrics import read_metrics
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from relational_rnn.runs import load_trained
 from relational_rnn.tasks.nth_farthest import make_batch, stream_seed
-from relational_rnn.train.loop import load_trained
 
 TRAIN_SAMPLES, TEST_SAMPLES = 8000, 2000
 TARGETS = ("quadrant", "label")

@@ -23,8 +23,8 @@ from typing import Any, Iterator, Optional
 import pytest
 import torch
 
-from relational_rnn.cli import build_run_config
-from relational_rnn.train import load_checkpoint, read_metrics, train
+from relational_rnn.runs import build_run_config, train_run
+from relational_rnn.train import load_checkpoint, read_metrics
 
 PROCESSES = 2
 
@@ -59,9 +59,9 @@ def _worker(rank: int, ports: list[int], task: str, preset: str, options: list[t
     first = build_run_config(task, preset, options)
     first.override("steps", str(stop_at))
     os.environ["MASTER_PORT"] = str(ports[0])
-    train(first, Path(out_dir))
+    train_run(first, Path(out_dir))
     os.environ["MASTER_PORT"] = str(ports[1])
-    train(build_run_config(task, preset, options), Path(out_dir), resume=True)
+    train_run(build_run_config(task, preset, options), Path(out_dir), resume=True)
 
 
 def train_in_two_processes(task: str, options: list[tuple[str, str]], out_dir: Path, stop_at: int, preset: str = "cpu",

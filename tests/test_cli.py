@@ -209,8 +209,8 @@ def test_demo_verdict_is_computed_from_the_numbers():
 
 
 def test_train_help_lists_every_config_field_with_each_presets_value(capsys):
+    from relational_rnn.config import field_descriptions
     from relational_rnn.tasks import get_task
-    from relational_rnn.train.config import field_descriptions
 
     with pytest.raises(SystemExit) as exit:
         main(["train", "nth-farthest", "--help"])
@@ -226,10 +226,26 @@ def test_train_help_lists_every_config_field_with_each_presets_value(capsys):
     assert "      Adam's learning rate" in text and "--out OUT" in text
 
 
+def test_eval_help_lists_each_tasks_evaluation_options(capsys):
+    """Built from each task's `eval_options`: a new task's options appear without touching the CLI."""
+    from relational_rnn.tasks import TASKS
+
+    with pytest.raises(SystemExit) as exit:
+        main(["eval", "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: rrnn eval" in text and "evaluation options, by the run's task" in text
+    for name, task_type in TASKS.items():
+        assert f"  {name}  " in text, name
+        for option, description in task_type.eval_options.items():
+            assert f"{option}  " in text and description in text, (name, option)
+    assert {"--split valid|test", "--tokens N|all", "--data-dir DIR"} == set(TASKS["lm"].eval_options)
+
+
 def test_field_descriptions_come_from_metadata_or_the_comment_beside_the_field():
     import dataclasses
 
-    from relational_rnn.train.config import field_descriptions
+    from relational_rnn.config import field_descriptions
 
     @dataclasses.dataclass
     class Example:

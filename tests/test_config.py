@@ -2,8 +2,8 @@
 
 import pytest
 
-from relational_rnn.cli import build_run_config
-from relational_rnn.train.config import ConfigError, RunConfig
+from relational_rnn.config import ConfigError, RunConfig
+from relational_rnn.runs import build_run_config
 from relational_rnn.tasks.nth_farthest import NthFarthestConfig
 
 
@@ -35,13 +35,6 @@ def test_bad_overrides_are_config_errors(name, value, message):
         build_run_config("nth-farthest", "cpu", [(name, value)])
 
 
-def test_unknown_task_and_preset():
-    with pytest.raises(ConfigError, match="unknown task 'chess'"):
-        build_run_config("chess", "cpu", [])
-    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
-        build_run_config("nth-farthest", "huge", [])
-
-
 def test_cpu_presets_use_one_thread_and_paper_presets_all_cores():
     from relational_rnn.tasks import TASKS
 
@@ -56,7 +49,7 @@ def test_a_section_type_may_upgrade_an_older_versions_saved_fields():
     holds before the fields are checked; types without the hook read the fields as they are."""
     from dataclasses import dataclass
 
-    from relational_rnn.train.config import section_from_dict
+    from relational_rnn.config import section_from_dict
 
     @dataclass
     class Renamed:

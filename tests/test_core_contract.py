@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from relational_rnn.cli import build_run_config
 from relational_rnn.cores import CORES, CoreConfig, RecurrentCore, build_core, count_parameters
-from relational_rnn.train import read_metrics, train
+from relational_rnn.runs import build_run_config, train_run
+from relational_rnn.train import read_metrics
 
 ALL_CORES = list(CORES)
 SMALL = dict(mem_slots=2, head_size=4, num_heads=2, transformer_window=4)  # a window shorter than the sequences below
@@ -249,9 +249,9 @@ def test_training_through_the_loop_resumes_exactly_with_the_core_state_carried(n
     def run(steps):
         return build_run_config("pacman", "cpu", PACMAN + [("core", name), ("steps", str(steps)), ("eval_every", "3")])
 
-    train(run(6), tmp_path / "whole")
-    train(run(3), tmp_path / "parts")
-    train(run(6), tmp_path / "parts", resume=True)
+    train_run(run(6), tmp_path / "whole")
+    train_run(run(3), tmp_path / "parts")
+    train_run(run(6), tmp_path / "parts", resume=True)
     whole = _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert len(whole) == 2 and _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == whole
 
@@ -261,7 +261,7 @@ def test_killed_mid_training_resumes_as_if_uninterrupted(name, tmp_path):
     """SIGKILL (no chance to clean up) during Pac-Man training, then `--resume`: the metrics of a
     run that was never stopped, for every core."""
     steps, options = 100, PACMAN + [("core", name), ("eval_every", "10"), ("checkpoint_every", "5"), ("progress", "false")]
-    train(build_run_config("pacman", "cpu", options + [("steps", str(steps))]), tmp_path / "whole")
+    train_run(build_run_config("pacman", "cpu", options + [("steps", str(steps))]), tmp_path / "whole")
     command = [sys.executable, "-m", "relational_rnn.cli", "train", "pacman", "--out", str(tmp_path / "killed"),
                "--steps", str(steps), *[arg for key, value in options for arg in (f"--{key.replace('_', '-')}", value)]]
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

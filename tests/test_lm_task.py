@@ -11,13 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from relational_rnn.cli import build_run_config, main
+from relational_rnn.cli import main
+from relational_rnn.config import RunConfig
 from relational_rnn.cores import CORES, count_parameters
+from relational_rnn.runs import build_run_config, train_run
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.lm import batchify, num_windows, window
 from relational_rnn.tasks.lm.task import LMConfig
-from relational_rnn.train import ConfigError, load_checkpoint, read_metrics, train
-from relational_rnn.train.config import RunConfig
+from relational_rnn.train import ConfigError, load_checkpoint, read_metrics
 
 from distributed_helpers import assert_same_training, train_in_two_processes
 
@@ -174,10 +175,10 @@ def test_a_saved_config_without_output_dropout_loads_with_the_dropout_it_trained
 def test_an_old_run_directory_rebuilds_with_its_head_and_parameter_names(corpus_dir, tmp_path, adaptive):
     """A run directory written before output_dropout existed: its config.json lacks the field, its
     checkpoint has the parameter names of that version (listed here, for the head, by hand)."""
-    from relational_rnn.train import load_trained
+    from relational_rnn.runs import load_trained
 
     out = tmp_path / "run"
-    train(build_run_config("lm", "cpu", tiny(corpus_dir, dropout=0.3, steps=2, eval_every=2,
+    train_run(build_run_config("lm", "cpu", tiny(corpus_dir, dropout=0.3, steps=2, eval_every=2,
                                              adaptive_softmax=adaptive)), out)
     config = json.loads((out / "config.json").read_text())
     del config["task"]["output_dropout"]
@@ -192,7 +193,7 @@ def test_an_old_run_directory_rebuilds_with_its_head_and_parameter_names(corpus_
     else:
         assert head == {"embedding.weight", "projection.weight", "projection.bias", "decoder.weight", "decoder.bias"}
     run.train.steps = 4
-    assert train(run, out, resume=True)["step"] == 4  # it resumes, and config.json now names the value
+    assert train_run(run, out, resume=True)["step"] == 4  # it resumes, and config.json now names the value
     assert json.loads((out / "config.json").read_text())["task"]["output_dropout"] == 0.3
 
 
@@ -251,12 +252,12 @@ def test_resume_equals_uninterrupted(corpus_dir, tmp_path, core):
     options = tiny(corpus_dir, dropout=0.3, eval_every=4, eval_tokens=60, core=core)
     # the resumed run starts mid-pass (window 4 of ~30), its memory carried from the checkpoint
     options += [("bptt", "10"), ("steps", "8")]
-    whole = train(build_run_config("lm", "cpu", options), tmp_path / "whole")
+    whole = train_run(build_run_config("lm", "cpu", options), tmp_path / "whole")
     half = build_run_config("lm", "cpu", options)
     half.override("steps", "4")
-    train(half, tmp_path / "resumed")
+    train_run(half, tmp_path / "resumed")
     resumed = build_run_config("lm", "cpu", options)
-    assert train(resumed, tmp_path / "resumed", resume=True)["step"] == 8
+    assert train_run(resumed, tmp_path / "resumed", resume=True)["step"] == 8
     assert _without_time(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == _without_time(
         read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert _without_time([whole]) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl")[-1:])
@@ -275,7 +276,7 @@ def test_a_checkpoint_from_before_the_batch_dims_were_kept_still_loads(corpus_di
 
 def test_two_processes_equal_one_process_with_the_same_global_batch(corpus_dir, tmp_path):
     options = tiny(corpus_dir, steps=6, eval_every=3, eval_tokens=60)
-    train(build_run_config("lm", "cpu", options), tmp_path / "single")
+    train_run(build_run_config("lm", "cpu", options), tmp_path / "single")
     # 2 processes (gloo), 2 of the 4 streams each, the run interrupted and resumed after step 3
     train_in_two_processes("lm", options, tmp_path / "ddp", stop_at=3)
     # Adam turns float-rounding differences in near-zero gradients into up to lr-sized steps
@@ -292,7 +293,7 @@ def test_generate_samples_words_from_the_vocabulary(corpus_dir, tmp_path, capsys
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in tiny(corpus_dir, steps=2, eval_every=2)]
     assert main(["train", "lm", "--out", out, *flags]) == 0
     capsys.readouterr()
-    from relational_rnn.train import load_trained
+    from relational_rnn.runs import load_trained
 
     run, task, model, _ = load_trained(Path(out))
     words = task.generate(model, "the cat zebra", tokens=12, temperature=0.7, seed=3)
@@ -349,7 +350,7 @@ def test_tasks_without_sharding_refuse_several_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(get_task("nth-farthest"), "supports_distributed", False)  # as a task that cannot shard its batch
     run = build_run_config("nth-farthest", "cpu", [("steps", "1")])
     with pytest.raises(ConfigError, match="does not support multi-process"):
-        train(run, tmp_path / "run")
+        train_run(run, tmp_path / "run")
 
 
 def test_unigram_perplexity_baseline(corpus_dir):

@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from relational_rnn.cli import build_run_config
-from relational_rnn.train import RunDirectoryError, evaluate_run, read_metrics, train
+from relational_rnn.runs import build_run_config, evaluate_run, train_run
+from relational_rnn.train import RunDirectoryError, read_metrics
 
 TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("num_vectors", "3"), ("vector_dim", "2"),
         ("batch_size", "16"), ("eval_samples", "64"), ("mlp_hidden", "16"), ("threads", "1")]
@@ -28,7 +28,7 @@ def _without_time(records):
 
 
 def test_run_directory_layout_and_records(tmp_path):
-    last = train(_run(), tmp_path / "run")
+    last = train_run(_run(), tmp_path / "run")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["checkpoint.pt", "config.json", "metrics.jsonl"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -42,27 +42,27 @@ def test_run_directory_layout_and_records(tmp_path):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
-    a = train(_run(), tmp_path / "a")
-    b = train(_run(), tmp_path / "b")
-    c = train(_run(seed=1), tmp_path / "c")
+    a = train_run(_run(), tmp_path / "a")
+    b = train_run(_run(), tmp_path / "b")
+    c = train_run(_run(seed=1), tmp_path / "c")
     assert _without_time([a]) == _without_time([b])
     assert a["train_loss"] != c["train_loss"]
 
 
 def test_budget_end_always_evaluates(tmp_path):
-    train(_run(steps=5, eval_every=100), tmp_path / "run")
+    train_run(_run(steps=5, eval_every=100), tmp_path / "run")
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [5]
     run = _run(eval_every=100)
     run.override("steps", "none")
     run.override("minutes", "0.001")
-    record = train(run, tmp_path / "timed")
+    record = train_run(run, tmp_path / "timed")
     assert record["step"] >= 1 and record["seconds"] >= 0.06
 
 
 def test_resume_in_process_equals_uninterrupted(tmp_path):
-    whole = train(_run(steps=8, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "whole")
-    train(_run(steps=4, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "parts")
-    train(_run(steps=8, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "parts", resume=True)
+    whole = train_run(_run(steps=8, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "whole")
+    train_run(_run(steps=4, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "parts")
+    train_run(_run(steps=8, eval_every=2, lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3), tmp_path / "parts", resume=True)
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     assert whole["lr"] < 1e-3
 
@@ -70,28 +70,28 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_resume_on_cuda_equals_uninterrupted(tmp_path):
     """The checkpoint's RNG states are CPU tensors whatever the run's device (they once were not)."""
-    train(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "whole")
-    train(_run(steps=4, eval_every=2, device="cuda"), tmp_path / "parts")
-    train(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "parts", resume=True)
+    train_run(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "whole")
+    train_run(_run(steps=4, eval_every=2, device="cuda"), tmp_path / "parts")
+    train_run(_run(steps=8, eval_every=2, device="cuda"), tmp_path / "parts", resume=True)
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path):
-    train(_run(steps=1), tmp_path / "run")
+    train_run(_run(steps=1), tmp_path / "run")
     with pytest.raises(RunDirectoryError, match="already holds a run"):
-        train(_run(steps=1), tmp_path / "run")
+        train_run(_run(steps=1), tmp_path / "run")
     with pytest.raises(RunDirectoryError, match="cannot resume"):
-        train(_run(steps=1), tmp_path / "empty", resume=True)
+        train_run(_run(steps=1), tmp_path / "empty", resume=True)
     with pytest.raises(RunDirectoryError, match=r"different core.mem_slots \(saved 2, given 3\)"):
-        train(_run(steps=2, mem_slots=3), tmp_path / "run", resume=True)
+        train_run(_run(steps=2, mem_slots=3), tmp_path / "run", resume=True)
     with pytest.raises(RunDirectoryError, match=r"different train.lr \(saved 0.0003, given 0.0001\), train.seed \(saved 0, given 3\)"):  # the restored optimiser would ignore them
-        train(_run(steps=2, seed=3, lr=1e-4), tmp_path / "run", resume=True)
+        train_run(_run(steps=2, seed=3, lr=1e-4), tmp_path / "run", resume=True)
 
 
 def test_resume_with_the_budget_already_spent_still_ends_with_an_evaluation(tmp_path):
-    train(_run(steps=4, eval_every=100, checkpoint_every=2), tmp_path / "run")
+    train_run(_run(steps=4, eval_every=100, checkpoint_every=2), tmp_path / "run")
     (tmp_path / "run" / "metrics.jsonl").write_text("")  # as if killed before its first evaluation
-    record = train(_run(steps=4, eval_every=100), tmp_path / "run", resume=True)
+    record = train_run(_run(steps=4, eval_every=100), tmp_path / "run", resume=True)
     assert record["step"] == 4 and [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [4]
 
 
@@ -143,11 +143,11 @@ def test_never_writes_over_files_it_did_not_write(tmp_path):
         folder.mkdir()
         (folder / name).write_text("the user's own file\n")
         with pytest.raises(RunDirectoryError, match=f"holds {name} but no run started by rrnn train"):
-            train(_run(steps=1), folder)
+            train_run(_run(steps=1), folder)
         assert _files(folder) == {name: b"the user's own file\n"}
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "train.log").write_text("kept\n")  # as `rrnn train ... >> DIR/train.log` leaves it
-    train(_run(steps=1), tmp_path / "notes")
+    train_run(_run(steps=1), tmp_path / "notes")
     assert (tmp_path / "notes" / "train.log").read_text() == "kept\n"
 
 
@@ -160,23 +160,23 @@ def test_a_start_that_fails_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(NthFarthestTask, "training_loss", out_of_memory)
     with pytest.raises(RuntimeError, match="not enough memory"):
-        train(_run(), tmp_path / "new" / "run")
+        train_run(_run(), tmp_path / "new" / "run")
     assert not (tmp_path / "new").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError):
-        train(_run(), tmp_path / "empty")
+        train_run(_run(), tmp_path / "empty")
     assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_a_lost_metrics_line_comes_back_on_resume(tmp_path):
     """metrics.jsonl cut after the checkpoint (a line lost or cut short) is rebuilt from the
     checkpoint's copy: no evaluation step goes missing from the log."""
-    train(_run(steps=10, eval_every=2), tmp_path / "whole")
-    train(_run(steps=6, eval_every=2), tmp_path / "cut")
+    train_run(_run(steps=10, eval_every=2), tmp_path / "whole")
+    train_run(_run(steps=6, eval_every=2), tmp_path / "cut")
     metrics = tmp_path / "cut" / "metrics.jsonl"
     text = metrics.read_text()
     metrics.write_text(text[: len(text) - 20])  # the step-6 record cut short
-    train(_run(steps=10, eval_every=2), tmp_path / "cut", resume=True)
+    train_run(_run(steps=10, eval_every=2), tmp_path / "cut", resume=True)
     assert [r["step"] for r in read_metrics(metrics)] == [2, 4, 6, 8, 10]
     assert _without_time(read_metrics(metrics)) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
 
@@ -184,58 +184,15 @@ def test_a_lost_metrics_line_comes_back_on_resume(tmp_path):
 def test_a_damaged_metrics_file_is_a_clear_error_and_is_rebuilt_on_resume(tmp_path):
     from relational_rnn.train.metrics import MetricsError
 
-    train(_run(steps=4, eval_every=2), tmp_path / "run")
+    train_run(_run(steps=4, eval_every=2), tmp_path / "run")
     metrics = tmp_path / "run" / "metrics.jsonl"
     expected = metrics.read_text()
     for line in ('{"loss": 1.0}', "[1, 2]", '{"step": "4"}'):
         metrics.write_text(line + "\n")
         with pytest.raises(MetricsError, match="line 1: not an evaluation record"):
             read_metrics(metrics)
-    train(_run(steps=4, eval_every=2), tmp_path / "run", resume=True)
+    train_run(_run(steps=4, eval_every=2), tmp_path / "run", resume=True)
     assert metrics.read_text() == expected
-
-
-def test_checkpoint_of_another_run_is_one_clear_line(tmp_path):
-    from relational_rnn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
-    train(_run(steps=2), tmp_path / "small")
-    train(_run(steps=2, mem_slots=3), tmp_path / "big")
-    (tmp_path / "small" / "checkpoint.pt").write_bytes((tmp_path / "big" / "checkpoint.pt").read_bytes())
-    for attempt in (lambda: train(_run(steps=4), tmp_path / "small", resume=True), lambda: evaluate_run(tmp_path / "small")):
-        with pytest.raises(CheckpointError, match=r"does not fit its config.json: .* of another shape") as error:
-            attempt()
-        assert "\n" not in str(error.value)
-    state = load_checkpoint(tmp_path / "big" / "checkpoint.pt")
-    save_checkpoint(tmp_path / "small" / "checkpoint.pt", {k: v for k, v in state.items() if k != "format"} | {"task_name": "pacman"})
-    with pytest.raises(CheckpointError, match="is the checkpoint of a pacman run, but its config.json is for nth-farthest"):
-        evaluate_run(tmp_path / "small")
-
-
-def test_config_json_values_are_checked(tmp_path):
-    from relational_rnn.train import ConfigError, load_config
-
-    train(_run(steps=1), tmp_path / "run")
-    path = tmp_path / "run" / "config.json"
-    good = json.loads(path.read_text())
-    cases = [
-        (("train", "lr"), "fast", "train.lr expects float, got 'fast'"),
-        (("task", "num_vectors"), 4.5, "task.num_vectors expects int, got 4.5"),
-        (("core", "gate_style"), 3, "core.gate_style expects str or null, got 3"),
-        (("train", "progress"), "yes", "train.progress expects bool"),
-        (("task", "num_vectorz"), 4, "unknown field task.num_vectorz"),
-        (("extra",), 1, "unknown key 'extra'"),
-    ]
-    for keys, value, message in cases:
-        data = json.loads(json.dumps(good))
-        (data[keys[0]] if len(keys) == 2 else data)[keys[-1]] = value
-        path.write_text(json.dumps(data))
-        with pytest.raises(ConfigError, match=message):
-            load_config(tmp_path / "run")
-    data = json.loads(json.dumps(good))
-    data["train"]["steps"] = 1e3  # JSON's way of writing 1000 by hand
-    del data["core"]["forget_bias"]  # a field this file predates: its default
-    path.write_text(json.dumps(data))
-    assert load_config(tmp_path / "run").train.steps == 1000
 
 
 def _stoppable(cli, hook):
@@ -285,10 +242,10 @@ def test_killed_during_its_first_checkpoint_write_starts_again(tmp_path):
     assert _without_time(read_metrics(tmp_path / "killed" / "metrics.jsonl")) == expected
     assert not [p for p in os.listdir(tmp_path / "killed") if p.endswith(".tmp")]
 
-    train(_run(steps=steps, **every), tmp_path / "killed-again")  # the same config, without --resume
+    train_run(_run(steps=steps, **every), tmp_path / "killed-again")  # the same config, without --resume
     assert _without_time(read_metrics(tmp_path / "killed-again" / "metrics.jsonl")) == expected
     with pytest.raises(RunDirectoryError, match="stopped before its first checkpoint"):  # another config is refused
-        train(_run(steps=steps, mem_slots=3), tmp_path / "other")
+        train_run(_run(steps=steps, mem_slots=3), tmp_path / "other")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -356,11 +313,11 @@ def test_a_task_may_build_its_optimiser_and_take_several_optimiser_steps_per_tra
     monkeypatch.setattr(NthFarthestTask, "build_optimizer", build_optimizer)
     monkeypatch.setattr(NthFarthestTask, "train_step", train_step)
     schedule = dict(lr_final=1e-4, lr_decay_rate=0.5, lr_decay_steps=3)
-    whole = train(_run(steps=6, eval_every=2, **schedule), tmp_path / "whole")
+    whole = train_run(_run(steps=6, eval_every=2, **schedule), tmp_path / "whole")
     state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.5, 0.9)
     assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {12}  # 2 per training step
     assert state["scheduler"]["last_epoch"] == 6 and whole["step"] == 6  # 1 per training step
-    train(_run(steps=4, eval_every=2, **schedule), tmp_path / "parts")
-    train(_run(steps=6, eval_every=2, **schedule), tmp_path / "parts", resume=True)
+    train_run(_run(steps=4, eval_every=2, **schedule), tmp_path / "parts")
+    train_run(_run(steps=6, eval_every=2, **schedule), tmp_path / "parts", resume=True)
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))

@@ -6,12 +6,13 @@ import random
 import pytest
 import torch
 
-from relational_rnn.cli import build_run_config, main
+from relational_rnn.cli import main
 from relational_rnn.cores import CORES, CoreConfig
+from relational_rnn.runs import build_run_config, train_run
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.lte import PAD_ID, encode_batch, generate, vocab_size
 from relational_rnn.tasks.lte.task import LTEConfig, LTETask, batch_logits, masked_cross_entropy
-from relational_rnn.train import read_metrics, train
+from relational_rnn.train import read_metrics
 from relational_rnn.train.checkpoint import load_checkpoint
 
 from distributed_helpers import assert_same_training, default_dtype, train_in_two_processes
@@ -85,7 +86,7 @@ def test_mask_excludes_padding_from_loss_and_accuracy():
 
 def test_curriculum_advances_visibly_and_resumes_exactly(tmp_path, capsys):
     options = dict(curriculum="naive", curriculum_threshold=0.0, curriculum_every=3, max_length=3, steps=8, eval_every=2)
-    whole = train(_run(**options), tmp_path / "whole")
+    whole = train_run(_run(**options), tmp_path / "whole")
     assert "curriculum advanced to naive(length=2/3" in capsys.readouterr().out
     records = read_metrics(tmp_path / "whole" / "metrics.jsonl")
     # threshold 0: one level per check (after steps 3 and 6), length first then nesting
@@ -95,15 +96,15 @@ def test_curriculum_advances_visibly_and_resumes_exactly(tmp_path, capsys):
     assert whole["step"] == 8
 
     # Stopped at step 4, one step into a curriculum window, then resumed: the same numbers.
-    train(_run(**{**options, "steps": 4}), tmp_path / "parts")
+    train_run(_run(**{**options, "steps": 4}), tmp_path / "parts")
     assert load_checkpoint(tmp_path / "parts" / "checkpoint.pt")["task_state"]["window"]["char_total"] > 0
-    train(_run(**options), tmp_path / "parts", resume=True)
+    train_run(_run(**options), tmp_path / "parts", resume=True)
     assert _without_time(read_metrics(tmp_path / "parts" / "metrics.jsonl")) == _without_time(records)
 
 
 @pytest.mark.parametrize("core", list(CORES))
 def test_every_core_trains(tmp_path, core):
-    record = train(_run(steps=3, eval_every=3, core=core), tmp_path / core)
+    record = train_run(_run(steps=3, eval_every=3, core=core), tmp_path / core)
     assert record["step"] == 3 and torch.isfinite(torch.tensor(record["loss"]))
     assert 0 <= record["char_accuracy"] <= 1 and 0 <= record["seq_accuracy"] <= record["char_accuracy"] + 1e-9
     config = json.loads((tmp_path / core / "config.json").read_text())
@@ -137,7 +138,7 @@ def test_a_checkpoint_without_lte_state_is_one_line(tmp_path, capsys):
     """As if another task's checkpoint (written before checkpoints named their task) were copied in."""
     from relational_rnn.train.checkpoint import save_checkpoint
 
-    train(_run(steps=1, eval_every=1), tmp_path / "run")
+    train_run(_run(steps=1, eval_every=1), tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     del state["task_name"], state["format"]
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", state | {"task_state": {"envs": []}})
@@ -166,7 +167,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     options = [*TINY, ("steps", "6"), ("eval_every", "3"), ("curriculum", "combined"), ("curriculum_threshold", "0.0"),
                ("curriculum_every", "4"), ("max_length", "3")]
     with default_dtype(torch.float64):  # float64: rounding noise stays far below Adam's eps (distributed_helpers)
-        train(build_run_config("lte", "cpu", options), tmp_path / "single")
+        train_run(build_run_config("lte", "cpu", options), tmp_path / "single")
     train_in_two_processes("lte", options, tmp_path / "ddp", stop_at=3, dtype=torch.float64)
     keys = ("loss", "char_accuracy", "seq_accuracy", "train_loss", "train_char_accuracy", "train_seq_accuracy",
             "train_curriculum_length", "train_curriculum_nesting")

@@ -18,9 +18,9 @@ from relational_rnn.tasks.nth_farthest import (
     make_batch,
     plateau_loss,
 )
-from relational_rnn.cli import build_run_config
-from relational_rnn.train import read_metrics, train
-from relational_rnn.train.config import ConfigError
+from relational_rnn.config import ConfigError
+from relational_rnn.runs import build_run_config, train_run
+from relational_rnn.train import read_metrics
 
 from distributed_helpers import assert_same_training, default_dtype, train_in_two_processes
 
@@ -231,7 +231,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
         eval_samples=64, mlp_hidden=16, curriculum="objects", curriculum_every=4, curriculum_threshold=0.3, lr=3e-3,
         threads=1, progress=False).items()]
     with default_dtype(torch.float64):  # float64: rounding noise stays far below Adam's eps (distributed_helpers)
-        train(build_run_config("nth-farthest", "cpu", options), tmp_path / "single")
+        train_run(build_run_config("nth-farthest", "cpu", options), tmp_path / "single")
     train_in_two_processes("nth-farthest", options, tmp_path / "ddp", stop_at=3, dtype=torch.float64)
     keys = ("loss", "accuracy", "train_loss", "train_accuracy", "curriculum_stage")
     single, ddp = assert_same_training(tmp_path / "single", tmp_path / "ddp", keys, rel=1e-9, rtol=1e-9, atol=1e-9)
@@ -240,7 +240,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     longer = [*options, ("steps", "8")]
     with default_dtype(torch.float64):
         for run in ("single", "ddp"):
-            assert train(build_run_config("nth-farthest", "cpu", longer), tmp_path / run, resume=True)["step"] == 8
+            assert train_run(build_run_config("nth-farthest", "cpu", longer), tmp_path / run, resume=True)["step"] == 8
     assert_same_training(tmp_path / "single", tmp_path / "ddp", keys, rel=1e-9, rtol=1e-9, atol=1e-9)
 
 

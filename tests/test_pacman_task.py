@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from relational_rnn.cli import build_run_config, main
+from relational_rnn.cli import main
 from relational_rnn.cores import CORES
 from relational_rnn.envs import MiniPacman
+from relational_rnn.runs import build_run_config, evaluate_run, train_run
 from relational_rnn.tasks import get_task
 from relational_rnn.tasks.pacman import PacmanTask, baseline_returns
-from relational_rnn.train import evaluate_run, read_metrics, train
+from relational_rnn.train import read_metrics
 from relational_rnn.train.checkpoint import load_checkpoint
 
 TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("embed_size", "8"), ("num_envs", "3"),
@@ -118,11 +119,11 @@ def test_env_snapshot_restores_exactly():
 @pytest.mark.parametrize("algo", [{}, PPO], ids=["a2c", "ppo"])
 def test_train_and_resume_through_the_loop_is_exact(tmp_path, algo):
     """6 steps straight equal 4 steps, then --resume to 6: the same metrics, weights and optimiser state, bit for bit."""
-    whole = train(_run(steps=6, eval_every=2, **algo), tmp_path / "whole")
-    train(_run(steps=4, eval_every=2, **algo), tmp_path / "part")
+    whole = train_run(_run(steps=6, eval_every=2, **algo), tmp_path / "whole")
+    train_run(_run(steps=4, eval_every=2, **algo), tmp_path / "part")
     state = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
     assert state["task_state"]["env_steps"] == 4 * 15
-    resumed = train(_run(steps=6, eval_every=2, **algo), tmp_path / "part", resume=True)
+    resumed = train_run(_run(steps=6, eval_every=2, **algo), tmp_path / "part", resume=True)
     assert _without_time([resumed]) == _without_time([whole])
     records = _without_time(read_metrics(tmp_path / "part" / "metrics.jsonl"))
     assert records == _without_time(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
@@ -150,7 +151,7 @@ A2C_BEFORE_PPO = {
 @pytest.mark.parametrize("core", sorted(A2C_BEFORE_PPO))
 def test_a2c_numbers_are_those_from_before_ppo(tmp_path, core):
     """The default algorithm is untouched by the PPO work: the same losses and weights, bit for bit."""
-    train(_run(core=core, steps=3, eval_every=1), tmp_path / "run")
+    train_run(_run(core=core, steps=3, eval_every=1), tmp_path / "run")
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     weights = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
     losses, weight_sum = A2C_BEFORE_PPO[core]
@@ -257,7 +258,7 @@ def test_a_ppo_step_is_epochs_times_minibatches_optimiser_steps_over_whole_envir
 
 
 def test_eval_and_play_on_a_tiny_run(tmp_path, capsys):
-    train(_run(steps=2, eval_every=2, max_steps=12), tmp_path / "run")
+    train_run(_run(steps=2, eval_every=2, max_steps=12), tmp_path / "run")
     capsys.readouterr()  # the training log
     first = evaluate_run(tmp_path / "run", episodes="3")
     again = evaluate_run(tmp_path / "run", episodes="3")
@@ -308,7 +309,7 @@ def test_runs_of_the_old_environment_are_a_group_of_their_own_and_refuse_to_run(
     """A config.json without `rules` (written before the published rules) reads as rules=from-memory."""
     from relational_rnn.tasks.pacman import PacmanConfig
 
-    train(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
+    train_run(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
     capsys.readouterr()
     config_path = tmp_path / "run" / "config.json"
     config = json.loads(config_path.read_text())
@@ -345,7 +346,7 @@ def test_bad_options_give_one_line_errors(tmp_path, capsys, argv, expected):
 
 
 def test_bad_eval_options_and_play_on_other_tasks(tmp_path, capsys):
-    train(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
+    train_run(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
     assert main(["eval", str(tmp_path / "run"), "--episodes", "zero"]) == 2
     assert "episodes must be an integer >= 1" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "run"), "--speed", "2"]) == 2
@@ -359,7 +360,7 @@ def test_a_checkpoint_without_pacman_state_is_one_line(tmp_path, capsys):
     """As if another task's checkpoint (written before checkpoints named their task) were copied in."""
     from relational_rnn.train.checkpoint import save_checkpoint
 
-    train(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
+    train_run(_run(steps=1, eval_every=1, max_steps=5), tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     del state["task_name"], state["format"]
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", state | {"task_state": {"curriculum": {}}})

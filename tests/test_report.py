@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from relational_rnn.cli import build_run_config, main
+from relational_rnn.cli import main
 from relational_rnn.report import write_report, write_section
-from relational_rnn.train import ConfigError, train
+from relational_rnn.runs import build_run_config, train_run
+from relational_rnn.train import ConfigError
 
 TINY = [("mem_slots", "2"), ("head_size", "4"), ("num_heads", "2"), ("num_vectors", "3"), ("vector_dim", "2"),
         ("batch_size", "8"), ("eval_samples", "32"), ("mlp_hidden", "8"), ("threads", "1"), ("steps", "4"), ("eval_every", "2")]
@@ -17,7 +18,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for core in ("rmc", "lstm"):
         for seed in ("0", "1"):
-            train(build_run_config("nth-farthest", "cpu", TINY + [("core", core), ("seed", seed)]), root / f"{core}-{seed}")
+            train_run(build_run_config("nth-farthest", "cpu", TINY + [("core", core), ("seed", seed)]), root / f"{core}-{seed}")
     (root / "rmc-0" / "eval_extra.json").write_text(json.dumps({"accuracy": 0.5}))
     (root / "chance").mkdir()
     (root / "chance" / "baseline.json").write_text(json.dumps(

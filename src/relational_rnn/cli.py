@@ -26,14 +26,11 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 # torch and everything built on it are imported inside the commands, so that a Ctrl-C while they
 # load (seconds) reaches `main`'s handling: one line, not a traceback.
 from . import __version__  # the package's one version (pyproject.toml reads it too); imports no torch
-
-if TYPE_CHECKING:
-    from .train.config import RunConfig
 
 CONFIG_FILE = "config.json"  # = train.loop.CONFIG_FILE (not imported here, see above)
 
@@ -69,57 +66,59 @@ def _parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def build_run_config(task_name: str, preset: str, overrides: Sequence[tuple[str, Any]]) -> RunConfig:
-    """The preset's config with `overrides` applied in order."""
-    from .tasks import get_task
-    from .train.config import ConfigError, RunConfig
+def __getattr__(name: str) -> Any:
+    """`relational_rnn.cli.build_run_config`, where it was before `relational_rnn.runs` (imported on first use: it needs torch)."""
+    if name == "build_run_config":
+        from .runs import build_run_config
 
-    task_type = get_task(task_name)
-    presets = task_type.presets()
-    if preset not in presets:
-        raise ConfigError(f"unknown preset {preset!r} for {task_name}; expected one of {', '.join(presets)}")
-    chosen = presets[preset]
-    run = RunConfig(
-        task_name=task_name,
-        preset=preset,
-        task=dataclasses.replace(chosen.task),
-        core=dataclasses.replace(chosen.core),
-        train=dataclasses.replace(chosen.train),
-    )
-    for name, value in overrides:
-        run.override(name, value)
-    return run
+        return build_run_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _TrainHelp(argparse.Action):
-    """`rrnn train [TASK] --help`: the options, then (given a task) every config field of the task,
-    core and train sections as an option, with each preset's value and the field's description."""
+class _HelpAction(argparse.Action):
+    """-h/--help that prints the parser's help and then `more_help`, text built only when asked for
+    (it reads the task registry, which imports torch: `rrnn` does not at start-up)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: Optional[str] = None) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None) -> NoReturn:
-        text = parser.format_help()
+        sys.stdout.write(parser.format_help() + self.more_help(parser, namespace))
+        parser.exit(0)
+
+    def more_help(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> str:
+        raise NotImplementedError
+
+
+class _TrainHelp(_HelpAction):
+    """`rrnn train [TASK] --help`: the options, then (given a task) every config field of the task,
+    core and train sections as an option, with each preset's value and the field's description."""
+
+    def more_help(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> str:
         task = getattr(namespace, "task", None)
         if task is None:
-            text += "\nrrnn train TASK --help lists TASK's config fields (tasks: nth-farthest, lte, lm, pacman).\n"
-        else:
-            from .extras import MissingExtraError
+            return "\nrrnn train TASK --help lists TASK's config fields (tasks: nth-farthest, lte, lm, pacman).\n"
+        from .extras import MissingExtraError
 
-            try:
-                text += "\n" + config_fields_help(task)
-            except (ValueError, MissingExtraError) as error:  # an unknown task, or one whose extra is not installed
-                parser.exit(2, f"{parser.prog}: error: {error}\n")
-        sys.stdout.write(text)
-        parser.exit(0)
+        try:
+            return "\n" + config_fields_help(task)
+        except (ValueError, MissingExtraError) as error:  # an unknown task, or one whose extra is not installed
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+class _EvalHelp(_HelpAction):
+    """`rrnn eval --help`: the options, then each task's evaluation options (`Task.eval_options`)."""
+
+    def more_help(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> str:
+        return "\n" + eval_options_help()
 
 
 def config_fields_help(task_name: str, width: int = 100) -> str:
     """Every config field of a task's run as its option: each preset's value and the field's description."""
     import textwrap
 
+    from .config import field_descriptions
     from .tasks import get_task
-    from .train.config import field_descriptions
 
     presets = get_task(task_name).presets()
     sections = {name: {preset: getattr(chosen, name) for preset, chosen in presets.items()} for name in ("task", "core", "train")}
@@ -140,20 +139,26 @@ def config_fields_help(task_name: str, width: int = 100) -> str:
     return "\n".join(lines) + "\n"
 
 
-EVAL_OPTIONS = """evaluation options, by the run's task (strings, as --name VALUE):
-  nth-farthest, lte  none: the fixed evaluation set of the run's config
-  lm       --split valid|test    a whole split (default: the run's eval_split, limited to eval_tokens)
-           --tokens N|all        only the first N tokens of the split
-           --data-dir DIR        the corpus, if it moved since training (the files must hash the same)
-  pacman   --episodes N          evaluation episodes (default: the run's eval_episodes)
-           --seed S              the first episode's environment seed (default: the run's eval_seed)
-           --policy sample|greedy  sample actions (default) or take the most likely one
-"""
+def eval_options_help() -> str:
+    """Each registered task's evaluation options (`Task.eval_options`), for `rrnn eval --help`."""
+    from .tasks import MISSING, TASKS
+
+    none = {"none:": "the fixed evaluation set of the run's config"}
+    options_of = {name: task_type.eval_options or none for name, task_type in TASKS.items()}
+    name_width = max(len(name) for name in [*TASKS, *MISSING])
+    option_width = max(len(option) for options in options_of.values() for option in options)
+    lines = ["evaluation options, by the run's task (strings, as --name VALUE):"]
+    for name, options in options_of.items():
+        for index, (option, description) in enumerate(options.items()):
+            lines.append(f"  {name if index == 0 else '':{name_width}}  {option:{option_width}}  {description}")
+    for name in MISSING:
+        lines.append(f"  {name:{name_width}}  (its optional dependencies are not installed)")
+    return "\n".join(lines) + "\n"
 
 
 def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from .cores import CORES
-    from .train.loop import load_config, train
+    from .runs import build_run_config, load_config, train_run
 
     if args.core is not None and args.core not in CORES:  # the registry, not argparse choices: it needs torch
         raise UsageError(f"unknown core {args.core!r}; the cores are {', '.join(CORES)}")
@@ -171,14 +176,14 @@ def command_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             run.override(name, value)
     else:
         run = build_run_config(args.task, args.preset, given + overrides)
-    record = train(run, out_dir, resume=args.resume)
+    record = train_run(run, out_dir, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         print(json.dumps({"run": str(out_dir), **record}))
     return 0
 
 
 def command_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from .train.loop import evaluate_run
+    from .runs import evaluate_run
 
     options = dict(_parse_overrides(extra))
     results = evaluate_run(Path(args.run_dir), device=args.device, **options)
@@ -247,6 +252,7 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import subprocess
     import time
 
+    from .runs import build_run_config
     from .tasks.nth_farthest import chance_and_plateau
     from .train.metrics import read_metrics
 
@@ -293,7 +299,7 @@ def command_demo(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _trained_task_with(run_dir: str, device: Optional[str], method: str, refusal: str):
     """(task, model, checkpoint) of a trained run whose task has `method`; a UsageError saying `refusal` if not."""
-    from .train.loop import load_trained
+    from .runs import load_trained
 
     run, task, model, state = load_trained(Path(run_dir), device=device)
     if not hasattr(task, method):
@@ -380,8 +386,8 @@ def make_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train_parser.set_defaults(handler=command_train)
 
-    eval_parser = commands.add_parser("eval", help="reload a run's checkpoint and report its metric on the fixed evaluation set",
-                                      epilog=EVAL_OPTIONS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    eval_parser = commands.add_parser("eval", add_help=False, help="reload a run's checkpoint and report its metric on the fixed evaluation set")
+    eval_parser.add_argument("-h", "--help", action=_EvalHelp, help="show this help and each task's evaluation options, then exit")
     eval_parser.add_argument("run_dir")
     eval_parser.add_argument("--device", choices=["cpu", "cuda"])
     eval_parser.set_defaults(handler=command_eval)

@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 import torch
 
+from .config import ConfigError
 from .cores import RelationalMemoryCell, recording
-from .train.config import ConfigError
-from .train.loop import load_trained
+from .runs import load_trained
 
 
 def _rmc_cells(model: torch.nn.Module) -> list[RelationalMemoryCell]:

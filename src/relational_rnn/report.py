@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from .tasks import get_task
-from .train.config import ConfigError
+from .config import ConfigError
 from .train.loop import CONFIG_FILE, METRICS_FILE
 from .train.metrics import read_metrics
 

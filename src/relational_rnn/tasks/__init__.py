@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..extras import missing_extra
-from ..train.config import ConfigError
+from ..config import ConfigError
 from .base import Preset, Task
 from .lte.task import LTETask
 from .lm.task import LMTask

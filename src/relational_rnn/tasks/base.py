@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cores import CoreConfig
-from ..train.config import TrainConfig
+from ..config import TrainConfig
 
 
 @dataclass
@@ -45,6 +45,9 @@ class Task:
     # Config fields that say where the task's data lies, not what it is (lm: data_dir). A resume may
     # change them; the task's load_state_dict then checks that the data there is the same.
     location_fields: ClassVar[tuple[str, ...]] = ()
+    # The options `evaluate` takes (from `rrnn eval DIR --name VALUE`), as "--name VALUE" -> what it does,
+    # listed by `rrnn eval --help`. None: `evaluate` always scores the fixed evaluation set of the config.
+    eval_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
         self.config = config

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..cores import CoreConfig, build_core
 from ..train import distributed
-from ..train.config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
 from .base import Preset, Task
 from .heads import mlp_head
 

@@ -79,7 +79,7 @@ from torch.distributions import Categorical
 from ..cores import CoreConfig, build_core
 from ..cores.base import map_state
 from ..envs.pacman import ENCODINGS, MAX_STEPS, MODES, OBS_TYPES, MiniPacman
-from ..train.config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
 from .base import Preset, Task, optimizer_step
 
 NUM_ACTIONS = 5
@@ -427,6 +427,11 @@ class PacmanTask(Task):
     name = "pacman"
     config_type = PacmanConfig
     main_metric = "episode_return"
+    eval_options = {
+        "--episodes N": "evaluation episodes (default: the run's eval_episodes)",
+        "--seed S": "the first episode's environment seed (default: the run's eval_seed)",
+        "--policy sample|greedy": "sample actions (default) or take the most likely one",
+    }
     paper_results = (
         "Episode return, Mini Pac-Man, paper scale (IMPALA, many actors; Santoro et al. 2018, section 5.3):\n\n"
         "| observation | RMC | LSTM |\n|---|---|---|\n| viewport (5x5) | 677 | 550 |\n| full | 1159 | 598 |\n"

@@ -1,5 +1,8 @@
 """One training loop for every task: the task's optimiser (Adam by default), schedule, clipping, evaluation, logs, checkpoints, resume.
 
+The loop is given the task type of the run (`relational_rnn.runs.train_run` looks it up by name);
+it never imports the task registry, which sits above it.
+
 A run directory holds `config.json` (the resolved config), `metrics.jsonl` (one record per
 evaluation) and `checkpoint.pt` (model, optimiser, scheduler, step, task state, every RNG
 state and a copy of the metrics log). A run killed at any moment continues from its last
@@ -22,16 +25,16 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import ConfigError, RunConfig, TrainConfig
 from ..cores import count_parameters
 from . import distributed
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import ConfigError, RunConfig, TrainConfig
 from .metrics import MetricsLog, parse_metrics, read_metrics
 
 CONFIG_FILE = "config.json"
@@ -106,29 +109,24 @@ def _stop_requests() -> Iterator[dict[str, bool]]:
             signal.signal(sig, old)
 
 
-def train(run: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train `run` into `out_dir` until its budget ends; return the last evaluation record.
+def train(run: RunConfig, out_dir: Path, resume: bool = False, *, task_type: type) -> dict[str, Any]:
+    """Train `run`, a run of the task `task_type` (a `tasks.Task` subclass), into `out_dir` until
+    its budget ends; return the last evaluation record.
 
     Launched by `torchrun` with WORLD_SIZE > 1, every process runs this: the model is wrapped in
     DistributedDataParallel, the task gives each rank its share of the batch, and only rank 0
     writes config, metrics and checkpoints (every rank reads the checkpoint to resume).
     """
-    from ..tasks import get_task
-
     run.train.validate()
-    task_type = get_task(run.task_name)
     if distributed.requested_world_size() > 1 and not task_type.supports_distributed:
         raise ConfigError(f"task {run.task_name} does not support multi-process training; run it as one process (not under torchrun)")
     with distributed.process_group(resolve_device(run.train.device)):
-        return _train(run, out_dir, resume)
+        return _train(run, out_dir, resume, task_type)
 
 
-def _train(run: RunConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
-    from ..tasks import get_task
-
+def _train(run: RunConfig, out_dir: Path, resume: bool, task_type: type) -> dict[str, Any]:
     out_dir = Path(out_dir)
     run.train.validate()
-    task_type = get_task(run.task_name)
     start = _how_to_start(run, out_dir, resume, task_type)  # decided before anything is written
     created = _first_missing(out_dir)  # the folder mkdir will create, if any (removed again if the start fails)
     distributed.barrier()  # every rank has checked the directory before rank 0 writes into it
@@ -170,12 +168,12 @@ def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main
         # device, tasks move what they keep on the device, and RNG states must stay on the CPU.
         # The task state first: it says most clearly when the checkpoint is not this run's (lm: its corpus).
         state = load_checkpoint(checkpoint_path, map_location="cpu")
-        _check_task_name(state, checkpoint_path, run)
-        _load_part("task state", lambda: task.load_state_dict(state["task_state"]), checkpoint_path, run)
-        _load_weights(model, state["model"], checkpoint_path)
-        _load_part("optimiser state", lambda: optimizer.load_state_dict(state["optimizer"]), checkpoint_path, run)
-        _load_part("schedule state", lambda: scheduler.load_state_dict(state["scheduler"]), checkpoint_path, run)
-        _load_part("random states", lambda: restore_rng_state(state["rng"]), checkpoint_path, run)
+        check_task_name(state, checkpoint_path, run)
+        load_part("task state", lambda: task.load_state_dict(state["task_state"]), checkpoint_path, run)
+        load_weights(model, state["model"], checkpoint_path)
+        load_part("optimiser state", lambda: optimizer.load_state_dict(state["optimizer"]), checkpoint_path, run)
+        load_part("schedule state", lambda: scheduler.load_state_dict(state["scheduler"]), checkpoint_path, run)
+        load_part("random states", lambda: restore_rng_state(state["rng"]), checkpoint_path, run)
         step, elapsed = state["step"], state["elapsed_seconds"]
         resumed_losses = state.get("train_losses", [])
         resumed_info = state.get("train_info", {})
@@ -302,11 +300,11 @@ def _how_to_start(run: RunConfig, out_dir: Path, resume: bool, task_type: type) 
     if (out_dir / CHECKPOINT_FILE).exists():
         if not resume:
             raise RunDirectoryError(f"{out_dir} already holds a run; pass --resume to continue it, or choose another --out")
-        check_resumable(load_config(out_dir), run, out_dir, task_type)
+        check_resumable(_saved_config(out_dir, run, task_type), run, out_dir, task_type)
         return "resume"
     if _started_by_the_loop(out_dir):
         try:
-            check_resumable(load_config(out_dir), run, out_dir, task_type)
+            check_resumable(_saved_config(out_dir, run, task_type), run, out_dir, task_type)
         except RunDirectoryError:
             if resume:
                 raise
@@ -320,6 +318,17 @@ def _how_to_start(run: RunConfig, out_dir: Path, resume: bool, task_type: type) 
     if ours:
         raise RunDirectoryError(f"{out_dir} holds {', '.join(ours)} but no run started by rrnn train; choose another --out (nothing was changed)")
     return "fresh"
+
+
+def _saved_config(out_dir: Path, run: RunConfig, task_type: type) -> RunConfig:
+    """The config saved in `out_dir`, read as one of `run`'s task (`task_type`); a run of another task is refused by name."""
+
+    def config_type_of(task_name: str) -> type:
+        if task_name != run.task_name:
+            raise RunDirectoryError(f"{out_dir} holds a {task_name} run, not {run.task_name}")
+        return task_type.config_type
+
+    return read_config(out_dir, config_type_of)
 
 
 def _started_by_the_loop(out_dir: Path) -> bool:
@@ -391,14 +400,14 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
-def _check_task_name(state: dict[str, Any], path: Path, run: RunConfig) -> None:
+def check_task_name(state: dict[str, Any], path: Path, run: RunConfig) -> None:
     """A checkpoint of another task (copied into this run directory) is refused by name."""
     saved = state.get("task_name")  # absent in checkpoints written before it was stored
     if saved is not None and saved != run.task_name:
         raise CheckpointError(f"{path} is the checkpoint of a {saved} run, but its config.json is for {run.task_name}")
 
 
-def _load_weights(model: nn.Module, weights: Any, path: Path) -> None:
+def load_weights(model: nn.Module, weights: Any, path: Path) -> None:
     """`model.load_state_dict(weights)`, with a one-line CheckpointError saying how they differ."""
     if not isinstance(weights, dict):
         raise CheckpointError(f"the model weights in {path} are not a state dict")
@@ -417,10 +426,10 @@ def _load_weights(model: nn.Module, weights: Any, path: Path) -> None:
         problems.append(f"{len(reshaped)} of another shape (first {name}: saved {saved_shape}, model {list(expected[name].shape)})")
     if problems:
         raise CheckpointError(f"the model in {path} does not fit its config.json: {'; '.join(problems)}")
-    _load_part("model weights", lambda: model.load_state_dict(weights), path, None)
+    load_part("model weights", lambda: model.load_state_dict(weights), path, None)
 
 
-def _load_part(what: str, load: Any, path: Path, run: Optional[RunConfig]) -> None:
+def load_part(what: str, load: Any, path: Path, run: Optional[RunConfig]) -> None:
     """Run `load()`, turning the errors of state that does not fit (another task's, another
     size's, a damaged one) into one CheckpointError line. A ConfigError (e.g. the lm corpus
     is not the run's) passes through: it says what is wrong itself."""
@@ -433,10 +442,9 @@ def _load_part(what: str, load: Any, path: Path, run: Optional[RunConfig]) -> No
         raise CheckpointError(f"cannot restore the {what} from {path}: it does not fit the config{of} ({_one_line(error)})") from None
 
 
-def load_config(run_dir: Path) -> RunConfig:
-    """The RunConfig saved in a run directory, every value checked (`RunConfig.from_dict`)."""
-    from ..tasks import get_task
-
+def read_config(run_dir: Path, config_type_of: Callable[[str], type]) -> RunConfig:
+    """The RunConfig saved in a run directory, every value checked (`RunConfig.from_dict`);
+    `config_type_of(task_name)` is the config type of the task it names (`runs.load_config`: the registry's)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise RunDirectoryError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
@@ -448,40 +456,11 @@ def load_config(run_dir: Path) -> RunConfig:
         raise RunDirectoryError(f"{path} does not hold a run config (expected a JSON object)")
     if not isinstance(data.get("task_name"), str):
         raise RunDirectoryError(f"{path} is not a run config (it names no task_name)")
-    task_type = get_task(data["task_name"])
+    config_type = config_type_of(data["task_name"])
     try:
-        return RunConfig.from_dict(data, task_type.config_type)
+        return RunConfig.from_dict(data, config_type)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-
-
-def load_trained(run_dir: Path, device: Optional[str] = None):
-    """Rebuild a run's task and model from its directory, with the checkpoint's weights and task state.
-
-    A checkpoint that does not fit the directory's config.json (another task's or size's,
-    copied in) is a one-line CheckpointError, not torch's list of every tensor.
-    """
-    from ..tasks import get_task
-
-    run = load_config(run_dir)
-    device_ = resolve_device(device or run.train.device)
-    path = Path(run_dir) / CHECKPOINT_FILE
-    state = load_checkpoint(path, map_location="cpu")
-    _check_task_name(state, path, run)
-    task = get_task(run.task_name)(run.task, run.core, seed=run.train.seed, device=device_)
-    _load_part("task state", lambda: task.load_state_dict(state["task_state"]), path, run)
-    model = task.build_model().to(device_)
-    _load_weights(model, state["model"], path)
-    model.eval()
-    return run, task, model, state
-
-
-def evaluate_run(run_dir: Path, device: Optional[str] = None, **options: Any) -> dict[str, Any]:
-    """Reload a run's checkpoint and evaluate it on the task's fixed evaluation data."""
-    run, task, model, state = load_trained(run_dir, device)
-    with torch.no_grad():
-        results = task.evaluate(model, **options)
-    return {"step": state["step"], **results}
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ...cores import CoreConfig, State, build_core
 from ...train import distributed
-from ...train.config import ConfigError, TrainConfig
+from ...config import ConfigError, TrainConfig
 from ..base import Preset, Task
 from .batching import DEFAULT_CUTOFF_FRACTIONS, adaptive_cutoffs, batchify, bptt_windows, num_windows, shard_streams, window
 from .corpus import EOS, SPLITS, Corpus, Vocabulary, find_split_files, load_corpus
@@ -189,6 +189,11 @@ class LMTask(Task):
     higher_is_better = False
     supports_distributed = True
     location_fields = ("data_dir",)  # a moved corpus may be resumed from; its content key must match
+    eval_options = {
+        "--split valid|test": "a whole split (default: the run's eval_split, limited to eval_tokens)",
+        "--tokens N|all": "only the first N tokens of the split",
+        "--data-dir DIR": "the corpus, if it moved since training (the files must hash the same)",
+    }
     paper_results = """
 | model (paper scale) | WikiText-103 valid / test | Gutenberg valid / test | GigaWord test |
 |---|---|---|---|
