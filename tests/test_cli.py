@@ -135,6 +135,8 @@ BAD_INPUTS = [
     (["demo", "--minutes", "0", "--out", "{tmp}/demo"], "minutes must be a finite number > 0"),
     (["train", "chess", "--help"], "unknown task 'chess'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["bench", "--cases", "bad"], "invalid choice: 'bad'"),  # bench parses its own options, one line too
+    (["bench", "--threads", "0"], "--threads and --repeats must be >= 1"),
 ]
 
 

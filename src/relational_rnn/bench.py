@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from relational_rnn.cores import CORES, CoreConfig, RelationalMemory, build_core, count_parameters
+from relational_rnn.usage import OneLineParser
 
 BASELINES = tuple(name for name in CORES if name != "rmc")  # every other registered core, a variant each
 
@@ -529,7 +530,7 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "rrnn bench") -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run (default: all)")

@@ -31,6 +31,7 @@ from typing import Any, NoReturn, Optional, Sequence
 # torch and everything built on it are imported inside the commands, so that a Ctrl-C while they
 # load (seconds) reaches `main`'s handling: one line, not a traceback.
 from . import __version__  # the package's one version (pyproject.toml reads it too); imports no torch
+from .usage import OneLineParser  # argparse with one-line usage errors
 
 CONFIG_FILE = "config.json"  # = train.loop.CONFIG_FILE (not imported here, see above)
 
@@ -39,11 +40,6 @@ class UsageError(ValueError):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (`rrnn train: error: ...`), exit code 2, like every other bad input."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
@@ -366,7 +362,7 @@ def command_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
+    parser = OneLineParser(prog="rrnn", description="Relational recurrent neural networks: train, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
