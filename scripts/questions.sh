@@ -8,11 +8,12 @@
 #   baselines   a Transformer whose window holds the whole sequence ("memory that grows"), LSTM, GRU,
 #               DeltaNet, each sized to the RMC's parameter count
 #   lte         the same questions on Learning to Execute addition (cpu preset, 5 minutes each)
+#   lte-program the three attention settings on Learning to Execute program (the same budget)
 #   probe-runs  three RMCs trained 3,500 steps on the farthest rung, whose checkpoints `probes` reads
 # then `analyse` (attention/gates), `probes` (linear probes of each slot: scripts/questions_probes.py),
 # `cost` (time per step and activation memory per slot count: scripts/questions_cost.py) and `report`
 # (the doc's tables, `rrnn report`). A finished run is skipped; a stopped one continues from its checkpoint.
-# Usage: bash scripts/questions.sh [attention|binding|slots|baselines|lte|probe-runs|runs|analyse|probes|cost|report]  (default: all)
+# Usage: bash scripts/questions.sh [attention|binding|slots|baselines|lte|lte-program|probe-runs|runs|analyse|probes|cost|report]  (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/queue.sh
@@ -41,6 +42,9 @@ lte_jobs() {
   for slots in 1 4 8; do for seed in 0 1 2; do
     echo "$OUT/lte-addition/slots$slots-seed$seed --core rmc --mem-slots $slots --seed $seed $LTE"; done; done
   for core in lstm transformer; do for seed in 0 1 2; do echo "$OUT/lte-addition/$core-seed$seed --core $core --seed $seed $LTE"; done; done; }
+# Learning to Execute program (the same preset), the three attention settings only so far
+lte_program_jobs() { for attention in full input-only none; do for seed in 0 1 2; do
+  echo "$OUT/lte-program/attention-$attention-seed$seed --core rmc --attention $attention --seed $seed --program program --minutes 5"; done; done; }
 # the trained RMCs the probes read (scripts/questions_probes.py): a fixed step budget, so a rerun rebuilds the same models
 probe_jobs() { for seed in 0 1 2; do
   echo "$OUT/probes/full-seed$seed --core rmc --seed $seed --question farthest --steps 3500"; done; }
@@ -51,6 +55,7 @@ report() {
   $RRNN report "$OUT"/attention/full-* "$OUT/slots" --into docs/questions.md --section slots
   $RRNN report "$OUT"/attention/full-* "$OUT/baselines" --into docs/questions.md --section baselines
   $RRNN report "$OUT/lte-addition" --into docs/questions.md --section lte-addition
+  $RRNN report "$OUT/lte-program" --into docs/questions.md --section lte-program
 }
 
 probes() {  # what each slot holds (needs the probe runs' checkpoints)
@@ -66,6 +71,7 @@ case "$WHAT" in
   slots) slots_jobs | run_queue nth-farthest ;;
   baselines) baseline_jobs | run_queue nth-farthest ;;
   lte) lte_jobs | run_queue lte ;;
+  lte-program) lte_program_jobs | run_queue lte ;;
   probe-runs) probe_jobs | run_queue nth-farthest ;;
   runs) { attention_jobs; binding_jobs; slots_jobs; baseline_jobs; probe_jobs; } | run_queue nth-farthest; lte_jobs | run_queue lte ;;
   analyse) $PYTHON scripts/questions.py "$OUT"/probes/full-seed{0,1,2} ;;
@@ -74,5 +80,5 @@ case "$WHAT" in
   report) report ;;
   all) { attention_jobs; binding_jobs; slots_jobs; baseline_jobs; probe_jobs; } | run_queue nth-farthest; lte_jobs | run_queue lte
        $PYTHON scripts/questions.py "$OUT"/probes/full-seed{0,1,2}; probes; cost; report ;;
-  *) echo "usage: $0 [attention|binding|slots|baselines|lte|probe-runs|runs|analyse|probes|cost|report]" >&2; exit 2 ;;
+  *) echo "usage: $0 [attention|binding|slots|baselines|lte|lte-program|probe-runs|runs|analyse|probes|cost|report]" >&2; exit 2 ;;
 esac

@@ -19,12 +19,11 @@ Usage: python scripts/questions_cost.py --figure OUT.png [--step 2750] GROUP_DIR
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from relational_rnn.bench import saved_activation_bytes
+from relational_rnn.bench import saved_activation_bytes, task_step_times
 from relational_rnn.runs import load_config
 from relational_rnn.tasks import get_task
 from relational_rnn.train.metrics import read_metrics
@@ -38,21 +37,6 @@ def group_runs(group: Path) -> list[Path]:
     return runs
 
 
-def build(run_dir: Path):
-    run = load_config(run_dir)
-    task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
-    torch.manual_seed(0)
-    model = task.build_model()
-    return run, task, model, torch.optim.Adam(model.parameters(), lr=run.train.lr)
-
-
-def training_step(task, model, optimizer, step: int) -> None:
-    loss, _ = task.training_loss(model, step)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
 def accuracies(runs: list[Path], step: int) -> tuple[list[float], list[float]]:
     """(accuracy at the end of each run, accuracy at `step` where logged)."""
     final, at_step = [], []
@@ -64,24 +48,17 @@ def accuracies(runs: list[Path], step: int) -> tuple[list[float], list[float]]:
 
 
 def measure(groups: dict[str, list[Path]], rounds: int, steps_per_round: int) -> dict[str, dict]:
-    built = {label: build(runs[0]) for label, runs in groups.items()}
-    times = {label: [] for label in groups}
-    step = 0
-    for label, (_, task, model, optimizer) in built.items():  # warm-up
-        for _ in range(3):
-            training_step(task, model, optimizer, step := step + 1)
-    for _ in range(rounds):
-        for label, (_, task, model, optimizer) in built.items():
-            started = time.process_time()
-            for _ in range(steps_per_round):
-                training_step(task, model, optimizer, step := step + 1)
-            times[label].append((time.process_time() - started) / steps_per_round)
+    runs = {label: load_config(seeds[0]) for label, seeds in groups.items()}
+    seconds = task_step_times(runs, rounds, steps_per_round)
     results = {}
-    for label, (run, task, model, _) in built.items():
+    for label, run in runs.items():
+        task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
+        torch.manual_seed(0)
+        model = task.build_model()
         inputs, _ = task.training_batch(0)
         _, saved = saved_activation_bytes(model.core, inputs)
         results[label] = {
-            "ms_per_step": 1000 * statistics.median(times[label]),
+            "ms_per_step": 1000 * seconds[label],
             "activation_mib_per_sample": saved / inputs.shape[0] / 2**20,
             "core_parameters": sum(p.numel() for p in model.core.parameters()),
             "model_parameters": sum(p.numel() for p in model.parameters()),
