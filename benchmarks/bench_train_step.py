@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from relational_rnn.bench import task_step_times
+from relational_rnn.bench import task_step_times, training_setup
 from relational_rnn.cores import CORES
 from relational_rnn.runs import build_run_config
 
@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--steps-per-round", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = {core: build_run_config("nth-farthest", args.preset, [("core", core)]) for core in CORES}
-    seconds = task_step_times(runs, args.rounds, args.steps_per_round)
+    setups = {core: training_setup(build_run_config("nth-farthest", args.preset, [("core", core)])) for core in CORES}
+    seconds = task_step_times(setups, args.rounds, args.steps_per_round)
     print(f"| core | CPU ms per training step (nth-farthest {args.preset} preset, 1 thread) | / LSTM |\n|---|---|---|")
     for core, value in seconds.items():
         print(f"| {core} | {1000 * value:.1f} | {value / seconds['lstm']:.2f}x |")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from relational_rnn.bench import saved_activation_bytes, task_step_times
+from relational_rnn.bench import saved_activation_bytes, task_step_times, training_setup
 from relational_rnn.runs import load_config
 from relational_rnn.tasks import get_task
 from relational_rnn.train.metrics import read_metrics
@@ -49,12 +49,10 @@ def accuracies(runs: list[Path], step: int) -> tuple[list[float], list[float]]:
 
 def measure(groups: dict[str, list[Path]], rounds: int, steps_per_round: int) -> dict[str, dict]:
     runs = {label: load_config(seeds[0]) for label, seeds in groups.items()}
-    seconds = task_step_times(runs, rounds, steps_per_round)
+    setups = {label: training_setup(run) for label, run in runs.items()}
+    seconds = task_step_times(setups, rounds, steps_per_round)
     results = {}
-    for label, run in runs.items():
-        task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
-        torch.manual_seed(0)
-        model = task.build_model()
+    for label, (task, model, _, _) in setups.items():
         inputs, _ = task.training_batch(0)
         _, saved = saved_activation_bytes(model.core, inputs)
         results[label] = {
@@ -62,7 +60,7 @@ def measure(groups: dict[str, list[Path]], rounds: int, steps_per_round: int) ->
             "activation_mib_per_sample": saved / inputs.shape[0] / 2**20,
             "core_parameters": sum(p.numel() for p in model.core.parameters()),
             "model_parameters": sum(p.numel() for p in model.parameters()),
-            "core": run.core.core,
+            "core": runs[label].core.core,
         }
     return results
 

@@ -7,7 +7,7 @@ draws the bars: one bar per group (the seeds' mean), a dot per seed, chance and 
 (blind to the vectors) drawn.
 Usage: python scripts/questions_equal_steps.py [--figure docs/questions_bars.png]
        python scripts/questions_equal_steps.py --families lte-addition --metric char_accuracy --steps 1250 [--figure F]
-       (the Learning to Execute runs: one family, per-character accuracy, no chance or plateau lines)
+       (the Learning to Execute runs: one family, per-character accuracy; the lines are the task's reference levels, none for LTE)
 """
 
 import argparse
@@ -17,10 +17,12 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from relational_rnn.runs import load_config
+from relational_rnn.tasks import get_task
+
 ROOT = Path("results/runs/questions")
 FAMILIES = ("attention", "binding", "slots", "baselines")  # the farthest-rung groups (lte-addition is another task)
 STEPS = (1500, 2750)
-CHANCE, PLATEAU = 0.25, 1 / 3  # K=4, farthest question: nth_farthest.chance_and_plateau
 
 
 def read_groups(families=FAMILIES, metric="accuracy") -> dict[str, list[dict[int, float]]]:
@@ -38,7 +40,13 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
 
 
-def figure(groups: dict[str, list[dict[int, float]]], path: Path, families, step: int, metric: str, levels: bool) -> None:
+def reference_levels(family: str) -> dict[str, float]:
+    """The task's named levels (chance, a plateau) for the config of the family's first run."""
+    run = load_config(sorted((ROOT / family).glob("*-seed*"))[0])
+    return get_task(run.task_name).reference_levels(run.task)
+
+
+def figure(groups: dict[str, list[dict[int, float]]], path: Path, families, step: int, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,9 +63,8 @@ def figure(groups: dict[str, list[dict[int, float]]], path: Path, families, step
             family = families.index(name.split("/")[0])
             ax.bar(x, statistics.mean(values), color=f"C{family}", alpha=0.55, width=0.7)
             ax.scatter([x] * len(values), values, color="black", s=10, zorder=3)
-        if levels:
-            ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
-            ax.axhline(PLATEAU, color="grey", linestyle=":", linewidth=1, label="blind to the vectors")
+        for (level, value), style in zip(reference_levels(families[0]).items(), ("--", ":", "-.")):
+            ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=level)
         ax.set_xticks(range(len(names)), [name.split("/")[1] for name in names], rotation=60, ha="right", fontsize=8)
         ax.set_title(f"test {metric.replace('_', ' ')} {title}")
         ax.set_ylim(0, 1)
@@ -86,7 +93,7 @@ def main() -> None:
         cells.append(spread([seed[max(seed)] for seed in seeds]))
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.figure:
-        figure(groups, args.figure, args.families, args.steps[-1], args.metric, levels=args.families == list(FAMILIES))
+        figure(groups, args.figure, args.families, args.steps[-1], args.metric)
 
 
 if __name__ == "__main__":

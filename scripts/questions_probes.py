@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from relational_rnn.runs import load_trained
-from relational_rnn.tasks.nth_farthest import make_batch, stream_seed
+from relational_rnn.tasks.nth_farthest import make_batch, quadrant, stream_seed
 
 TRAIN_SAMPLES, TEST_SAMPLES = 8000, 2000
 TARGETS = ("quadrant", "label")
@@ -41,8 +41,7 @@ def probe_data(task, samples: int, stream: str) -> tuple[torch.Tensor, torch.Ten
     generator = torch.Generator().manual_seed(stream_seed("questions-probes", stream))
     inputs, _ = make_batch(config.num_vectors, config.vector_dim, samples, generator, question=config.question)
     vectors, labels = inputs[..., : config.vector_dim], inputs[..., config.vector_dim : config.vector_dim + config.num_vectors]
-    quadrants = 2 * (vectors[..., 0] >= 0).long() + (vectors[..., 1] >= 0).long()
-    return inputs, quadrants, labels.argmax(-1)
+    return inputs, quadrant(vectors), labels.argmax(-1)
 
 
 @torch.no_grad()

@@ -264,25 +264,28 @@ def training_step(model: nn.Module, x: Tensor) -> Tensor:
 
 
 
-def task_step_times(runs: dict, rounds: int = 7, steps_per_round: int = 5, warmup: int = 3) -> dict[str, float]:
-    """CPU seconds of one whole training step of each run config (data, forward, loss, backward,
-    optimiser: the loop's `Task.train_step`), median over `rounds`, the configs interleaved round by
-    round in this process so other load hits all alike. `runs` maps a label to a RunConfig; on one
-    thread, process time is what the step costs, which a shared machine inflates less than wall time."""
+def training_setup(run) -> tuple:
+    """(task, model, optimiser, clip_norm) of a RunConfig on the CPU, the model seeded with 0:
+    what `task_step_times` times."""
     from .tasks import get_task
 
-    built = {}
-    for label, run in runs.items():
-        task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
-        torch.manual_seed(0)
-        model = task.build_model()
-        built[label] = (task, model, task.build_optimizer(model, run.train.lr), run.train.clip_norm)
-    step, times = 0, {label: [] for label in runs}
-    for task, model, optimizer, clip in built.values():
+    task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = task.build_model()
+    return task, model, task.build_optimizer(model, run.train.lr), run.train.clip_norm
+
+
+def task_step_times(setups: dict, rounds: int = 7, steps_per_round: int = 5, warmup: int = 3) -> dict[str, float]:
+    """CPU seconds of one whole training step of each `training_setup` (data, forward, loss,
+    backward, optimiser: the loop's `Task.train_step`), median over `rounds`, the setups interleaved
+    round by round in this process so other load hits all alike. On one thread, process time is
+    what the step costs, which a shared machine inflates less than wall time."""
+    step, times = 0, {label: [] for label in setups}
+    for task, model, optimizer, clip in setups.values():
         for _ in range(warmup):
             task.train_step(model, optimizer, step := step + 1, clip)
     for _ in range(rounds):
-        for label, (task, model, optimizer, clip) in built.items():
+        for label, (task, model, optimizer, clip) in setups.items():
             started = time.process_time()
             for _ in range(steps_per_round):
                 task.train_step(model, optimizer, step := step + 1, clip)

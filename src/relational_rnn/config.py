@@ -146,14 +146,19 @@ def _field_types(config: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(config)}
 
 
+def upgraded_fields(data: dict[str, Any], section_type: type) -> dict[str, Any]:
+    """A saved section's fields as this version reads them: a copy, passed through the section
+    type's `upgrade_saved` classmethod when it has one (the caller's dict is left as it was read)."""
+    upgrade_saved = getattr(section_type, "upgrade_saved", None)
+    return upgrade_saved(dict(data)) if upgrade_saved is not None else dict(data)
+
+
 def section_from_dict(data: Any, section_type: type, section_name: str) -> Any:
     """One section of a saved config (`task`, `core` or `train`), its values checked by `check_value`,
     after the section type's `upgrade_saved` (if it has one) has translated an older version's fields."""
     if not isinstance(data, dict):
         raise ConfigError(f"{section_name} must be a JSON object of fields, got {data!r}")
-    upgrade_saved = getattr(section_type, "upgrade_saved", None)
-    if upgrade_saved is not None:
-        data = upgrade_saved(dict(data))  # a copy: the caller's dict is left as it was read
+    data = upgraded_fields(data, section_type)
     types_ = _field_types(section_type)
     unknown = sorted(set(data) - set(types_))
     if unknown:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from .tasks import get_task
-from .config import ConfigError
+from .config import ConfigError, upgraded_fields
 from .train.loop import CONFIG_FILE, METRICS_FILE
 from .train.metrics import read_metrics
 
@@ -84,9 +84,7 @@ def load_run(directory: Path) -> Optional[RunSummary]:
     try:
         config = json.loads(path.read_text())
         task_type = get_task(config["task_name"])
-        upgrade_saved = getattr(task_type.config_type, "upgrade_saved", None)  # an older version's fields, as meant
-        if upgrade_saved is not None:
-            config["task"] = upgrade_saved(dict(config["task"]))
+        config["task"] = upgraded_fields(config["task"], task_type.config_type)  # an older version's fields, as meant
         task_config = task_type.config_type(**config["task"])
         config["core"]["core"], config["train"]["seed"]
     except (ValueError, KeyError, TypeError) as error:  # reads older runs too, unlike load_config

@@ -130,6 +130,11 @@ def stream_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def quadrant(vectors: Tensor) -> Tensor:
+    """The sign quadrant of each vector's first two coordinates, 0..3: the recall question's answer."""
+    return 2 * (vectors[..., 0] >= 0).long() + (vectors[..., 1] >= 0).long()
+
+
 def make_batch(
     num_vectors: int,
     vector_dim: int,
@@ -155,7 +160,7 @@ def make_batch(
     reference_position = (labels == m.unsqueeze(1)).float().argmax(dim=1)  # where the vector labelled m is
     reference = vectors[rows, reference_position]
     if question == "recall":
-        answers = 2 * (reference[:, 0] >= 0).long() + (reference[:, 1] >= 0).long()
+        answers = quadrant(reference)
     else:
         distances = (vectors - reference.unsqueeze(1)).norm(dim=-1)  # [B, k]
         farthest_first = torch.argsort(distances, dim=1, descending=True, stable=True)
