@@ -97,3 +97,36 @@ def test_a_section_is_only_written_where_the_file_asks_for_it(runs, tmp_path):
     assert main(["report", str(runs), "--into", str(plain), "--section", "ladder"]) == 2
     assert main(["report", str(runs), "--into", str(plain)]) == 2
     assert plain.read_text() == "my notes\n"
+
+
+def _summary(core, seed, records, task_name="lm", group="wikitext-2", extra=None):
+    from pathlib import Path
+
+    from relational_rnn.report import RunSummary
+
+    return RunSummary(path=Path(f"runs/{core}-{seed}"), task_name=task_name, preset="cpu", group=group, core=core, seed=seed,
+                      budget="3 steps", changes="-", metrics=records, extra=extra or {}, parameters=100)
+
+
+def test_step_budgeted_runs_are_also_compared_at_the_least_training_time_and_lower_can_be_better(tmp_path):
+    from relational_rnn.report import Baseline, comparison_lines
+
+    def records(perplexities, seconds):
+        return [{"step": step, "seconds": s, "perplexity": p} for step, (p, s) in enumerate(zip(perplexities, seconds), 1)]
+
+    runs = [_summary("rmc", 0, records([300, 200, 100], [10, 20, 30]), extra={"test": {"perplexity": 110}}),
+            _summary("rmc", 1, records([310, 210, 110], [10, 20, 30]), extra={"test": {"perplexity": 120}}),
+            _summary("lstm", 0, records([250, 150, 140], [5, 10, 15]), extra={"test": {"perplexity": 150}}),
+            _summary("lstm", 1, records([260, 160, 150], [5, 10, 15]), extra={"test": {"perplexity": 160}})]
+    baselines = [Baseline("lm", "cpu", "wikitext-2", "unigram", {"perplexity": 700.0})]
+    text = "\n".join(comparison_lines(runs, baselines, tmp_path, "", "lm"))
+    rows = {row.split(" | ")[1]: row for row in text.splitlines() if row.startswith("| wikitext-2")}
+    # the LSTM took 15 s for its 3 steps: at 15 s the RMC is read at its last evaluation within them (step 1)
+    assert "305.000 ± 7.071 (300.000, 310.000) at 0.2 min" in rows["rmc"]
+    assert "145.000 ± 7.071 (140.000, 150.000) at 0.2 min" in rows["lstm"]
+    assert "115.000 ± 7.071 (110.000, 120.000)" in rows["rmc"]  # the extra evaluation's column
+    # lower perplexity is better: at equal steps the RMC is ahead and separates; at equal time it is behind
+    assert "at 3 steps, RMC separates from lstm (+40 perplexity)" in text
+    assert "at 0.2 min each, RMC does not separate from lstm (-160 perplexity)" in text
+    assert "test: RMC separates from lstm (+40 perplexity)" in text and "unigram 700" in text
+    assert (tmp_path / "curves_lm.png").stat().st_size > 1000

@@ -276,58 +276,111 @@ def _with_seeds(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({', '.join(f'{v:.3f}' for v in values)})"
 
 
-def _verdict(by_core: dict[str, list[float]]) -> str:
-    """Whether the RMC separates from each other core: its mean ahead by >= 10 points and every
-    seed of the other core below the RMC's worst seed (the criterion of docs/nth_farthest.md)."""
+def _at_seconds(run: RunSummary, metric: str, seconds: float) -> float:
+    """The metric at the run's last evaluation within `seconds` of training time."""
+    before = [record for record in run.metrics if record["seconds"] <= seconds]
+    return (before or run.metrics[:1])[-1][metric]
+
+
+def _is_fraction(metric: str) -> bool:
+    """Accuracies are fractions, so a gap between cores reads in points (0.1 = 10 points)."""
+    return metric.endswith("accuracy")
+
+
+def _verdict(by_core: dict[str, list[float]], metric: str, higher_is_better: bool) -> str:
+    """Whether the RMC separates from each other core: every seed of the other core behind the
+    RMC's worst seed, and for an accuracy the RMC's mean ahead by >= 10 points as well (the
+    criterion of docs/nth_farthest.md). The gap is signed so that + means the RMC is better."""
     if "rmc" not in by_core or len(by_core) < 2:
         return "-"
-    rmc = by_core["rmc"]
+    sign = 1 if higher_is_better else -1
+    rmc = [sign * value for value in by_core["rmc"]]
     parts = []
     for core, values in sorted(by_core.items()):
         if core == "rmc":
             continue
-        gap = 100 * (statistics.mean(rmc) - statistics.mean(values))
-        separates = gap >= 10 and max(values) < min(rmc)
-        parts.append(f"{'separates from' if separates else 'does not separate from'} {core} ({gap:+.1f} points)")
+        other = [sign * value for value in values]
+        gap = statistics.mean(rmc) - statistics.mean(other)
+        if _is_fraction(metric):
+            separates = 100 * gap >= 10 and max(other) < min(rmc)
+            gap_text = f"{100 * gap:+.1f} points"
+        else:
+            separates = max(other) < min(rmc)
+            gap_text = f"{gap:+.4g} {metric}"
+        parts.append(f"{'separates from' if separates else 'does not separate from'} {core} ({gap_text})")
     return "; ".join(parts)
 
 
-def comparison_lines(runs: list[RunSummary], image_dir: Path, link_prefix: str, name: str) -> list[str]:
+def comparison_lines(runs: list[RunSummary], baselines: list[Baseline], image_dir: Path, link_prefix: str, name: str) -> list[str]:
     """Per group, each core over its seeds at the same step budget and the same wall-clock budget,
-    and learning curves (one thin line per seed, the mean bold, chance and plateau drawn)."""
-    metric = get_task(runs[0].task_name).main_metric
-    lines = []
-    header = ["group", "core", "params (core)", "seeds", "steps", f"{metric} at the common step budget", f"{metric} at the wall-clock budget"]
+    and learning curves (one thin line per seed, the mean bold, chance, plateau and baselines drawn).
+
+    The common step budget is the fewest steps any run of the group reached; the common wall-clock
+    budget is the budget itself when the runs had minutes, else the least training time any run of
+    the group took (each run read at its last evaluation within it). Extra evaluations stored
+    beside the runs (`eval_<name>.json`) get a column each."""
+    task_type = get_task(runs[0].task_name)
+    metric = task_type.main_metric
+    extra_names = sorted({name for run in runs for name in run.extra if metric in run.extra[name]})
+    header = ["group", "core", "params (core)", "seeds", "steps", f"{metric} at the common step budget",
+              f"{metric} at the common wall-clock budget"] + [f"{metric}, {extra}" for extra in extra_names]
     rows, verdicts = [], []
     groups = sorted({(run.group, run.changes, run.budget) for run in runs})
     for group, changes, budget in groups:
         members = [run for run in runs if (run.group, run.changes, run.budget) == (group, changes, budget)]
         common_step = min(run.final["step"] for run in members)
+        timed = budget.endswith(" min")
+        common_seconds = None if timed else min(run.final["seconds"] for run in members)
+        time_budget = budget if timed else f"{common_seconds / 60:.1f} min"
         by_core: dict[str, list[RunSummary]] = defaultdict(list)
         for run in sorted(members, key=lambda r: (r.core != "rmc", r.core, r.seed)):
             by_core[run.core].append(run)
         at_steps = {core: [_at_step(run, metric, common_step) for run in group_runs] for core, group_runs in by_core.items()}
-        at_time = {core: [run.final[metric] for run in group_runs] for core, group_runs in by_core.items()}
+        at_time = {core: [run.final[metric] if timed else _at_seconds(run, metric, common_seconds) for run in group_runs]
+                   for core, group_runs in by_core.items()}
         label = group + ("" if changes == "-" else f"; {changes}")
         for core, group_runs in by_core.items():
-            rows.append([label, core, str(group_runs[0].parameters or "?"), str(len(group_runs)),
-                         _spread([run.final["step"] for run in group_runs]), _with_seeds(at_steps[core]), _with_seeds(at_time[core])])
-        levels = ", ".join(f"{level} {value:.3f}" for level, value in members[0].levels.items())
-        verdicts.append(f"- {label} ({levels}): at {common_step} steps, RMC {_verdict(at_steps)}; "
-                        f"at {budget} each, RMC {_verdict(at_time)}.")
-    lines += _table(header, rows)
-    lines += ["", "Whether the RMC separates (its mean ahead by at least 10 points and no seed of the other core reaching the RMC's worst seed):", ""]
+            row = [label, core, str(group_runs[0].parameters or "?"), str(len(group_runs)),
+                   _spread([run.final["step"] for run in group_runs]), _with_seeds(at_steps[core]),
+                   f"{_with_seeds(at_time[core])} at {time_budget}"]
+            for extra in extra_names:
+                values = [run.extra[extra][metric] for run in group_runs if extra in run.extra]
+                row.append(_with_seeds(values) if len(values) == len(group_runs) else "-")
+            rows.append(row)
+        digits = ".3f" if _is_fraction(metric) else ".4g"
+        levels = ", ".join(f"{level} {value:{digits}}" for level, value in _levels(members, baselines, metric).items())
+        verdicts.append(f"- {label} ({levels}): at {common_step} steps, RMC {_verdict(at_steps, metric, task_type.higher_is_better)}; "
+                        f"at {time_budget} each, RMC {_verdict(at_time, metric, task_type.higher_is_better)}.")
+        for extra in extra_names:
+            values = {core: [run.extra[extra][metric] for run in group_runs] for core, group_runs in by_core.items()
+                      if all(extra in run.extra for run in group_runs)}
+            verdicts.append(f"  - {extra}: RMC {_verdict(values, metric, task_type.higher_is_better)}.")
+    lines = _table(header, rows)
+    criterion = ("its mean ahead by at least 10 points and no seed of the other core reaching the RMC's worst seed"
+                 if _is_fraction(metric) else "no seed of the other core reaching the RMC's worst seed")
+    lines += ["", f"Whether the RMC separates ({criterion}):", ""]
     lines += verdicts
     lines += ["", f"Machine: {_machine_line(runs)}.", ""]
     lines += ["Runs: " + ", ".join(f"`{run.path.as_posix()}`" for run in runs) + ".", ""]
-    image = plot_seed_curves(runs, metric, image_dir, name)
+    image = plot_seed_curves(runs, baselines, metric, image_dir, name)
     lines += [f"![learning curves, {name}]({link_prefix}{image.name})", ""]
     return lines
 
 
-def plot_seed_curves(runs: list[RunSummary], metric: str, image_dir: Path, name: str) -> Path:
+def _levels(members: list[RunSummary], baselines: list[Baseline], metric: str) -> dict[str, float]:
+    """The reference levels of a group: the task's (chance, a plateau) and the baselines of its preset and group."""
+    first = members[0]
+    levels = dict(first.levels)
+    for baseline in baselines:
+        if (baseline.task_name, baseline.preset, baseline.group) == (first.task_name, first.preset, first.group) \
+                and isinstance(baseline.metrics.get(metric), (int, float)):
+            levels[baseline.name] = baseline.metrics[metric]
+    return levels
+
+
+def plot_seed_curves(runs: list[RunSummary], baselines: list[Baseline], metric: str, image_dir: Path, name: str) -> Path:
     """A row per group: the metric against steps and against minutes; a thin line per seed, the
-    mean over seeds bold (at the evaluations every seed has), the task's reference levels dashed."""
+    mean over seeds bold (at the evaluations every seed has), the reference levels dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,9 +410,9 @@ def plot_seed_curves(runs: list[RunSummary], metric: str, image_dir: Path, name:
                 (line,) = row[0].plot(common, mean_value, color=colour, linewidth=2.2)
                 row[1].plot(mean_minutes, mean_value, color=colour, linewidth=2.2)
                 handles[f"{core}: mean of {len(seeds)} seed(s) (thin: each seed)"] = line
-        for style, (level, value) in zip(("--", ":", "-."), members[0].levels.items()):
+        for style, (level, value) in zip(("--", ":", "-.", (0, (5, 1))), _levels(members, baselines, metric).items()):
             for axis in row:
-                line = axis.axhline(value, color="gray" if level == "chance" else "tab:red", linestyle=style, linewidth=1)
+                line = axis.axhline(value, color="gray" if level in ("chance", "random policy") else "tab:red", linestyle=style, linewidth=1)
             handles[level] = line
         title = group + ("" if changes == "-" else f"; {changes}")
         for axis, xlabel in zip(row, ("step", "minutes of training")):
@@ -413,13 +466,13 @@ def write_section(paths: Iterable[Path], markdown: Path, section: str, kind: str
     if begin not in text or end not in text or text.index(begin) > text.index(end):
         raise ConfigError(f"{markdown} has no section {section!r}: add the lines '{begin}' and '{end}' where it goes")
     paths = list(paths)
-    runs, _ = find_runs(paths)
+    runs, baselines = find_runs(paths)
     if not runs:
         raise ConfigError("no run directories with metrics found under " + ", ".join(str(p) for p in paths))
     stem = f"{markdown.stem}_{section}"
     body = [f"Generated by `{command}`; do not edit by hand.", ""]
     if kind == "comparison":
-        body += comparison_lines(runs, markdown.parent, "", stem)
+        body += comparison_lines(runs, baselines, markdown.parent, "", stem)
     else:
         body += run_table_lines(paths, runs)
     before, rest = text.split(begin, 1)
