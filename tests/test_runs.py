@@ -92,3 +92,17 @@ def test_the_training_loop_never_imports_the_task_registry():
             if isinstance(node, ast.ImportFrom):
                 module = "." * node.level + (node.module or "")
                 assert not module.startswith("..tasks") and not module.startswith("relational_rnn.tasks"), f"{path.name} imports {module}"
+
+
+def test_a_finished_run_whose_checkpoint_was_removed_is_never_trained_over(tmp_path):
+    """Committed results keep config.json and metrics.jsonl only: training into one again must
+    refuse (with or without --resume) and leave both files as they were."""
+    out = tmp_path / "run"
+    train_run(_run(steps=4), out)
+    (out / "checkpoint.pt").unlink()
+    before = {name: (out / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    for resume in (False, True):
+        with pytest.raises(RunDirectoryError, match="holds the records of a run but no checkpoint.pt"):
+            train_run(_run(steps=4), out, resume=resume)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl"]

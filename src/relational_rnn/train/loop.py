@@ -35,6 +35,7 @@ from ..config import ConfigError, RunConfig, TrainConfig
 from ..cores import count_parameters
 from . import distributed
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .cuda_graphs import GraphedModel, use_cuda_graphs
 from .metrics import MetricsLog, parse_metrics, read_metrics
 
 CONFIG_FILE = "config.json"
@@ -116,10 +117,15 @@ def train(run: RunConfig, out_dir: Path, resume: bool = False, *, task_type: typ
     Launched by `torchrun` with WORLD_SIZE > 1, every process runs this: the model is wrapped in
     DistributedDataParallel, the task gives each rank its share of the batch, and only rank 0
     writes config, metrics and checkpoints (every rank reads the checkpoint to resume).
+
+    With `train.cuda_graphs` "auto" (on CUDA, one process, a task of static shapes) or "on", the
+    training steps call the model through `cuda_graphs.GraphedModel`; "on" where that is
+    impossible is a ConfigError here, before anything is written.
     """
     run.train.validate()
     if distributed.requested_world_size() > 1 and not task_type.supports_distributed:
         raise ConfigError(f"task {run.task_name} does not support multi-process training; run it as one process (not under torchrun)")
+    use_cuda_graphs(run.train.cuda_graphs, resolve_device(run.train.device), task_type, run.task, distributed.requested_world_size() > 1)
     with distributed.process_group(resolve_device(run.train.device)):
         return _train(run, out_dir, resume, task_type)
 
@@ -152,6 +158,11 @@ def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main
     task = task_type(run.task, run.core, seed=settings.seed, device=device)
     model = task.build_model().to(device)
     trained = distributed.wrap(model, device)  # what training steps call: DDP under torchrun, else the model
+    graphed, graphs_note = use_cuda_graphs(settings.cuda_graphs, device, task_type, run.task, distributed.is_distributed())
+    if graphed:  # ... or the model with its training calls replayed as CUDA graphs (weights and checkpoints: the model's)
+        trained = GraphedModel(model, strict=settings.cuda_graphs == "on")
+    elif graphs_note is not None and main:
+        print(graphs_note, file=sys.stderr)
     optimizer = task.build_optimizer(model, settings.lr)  # Adam unless the task says otherwise
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, ExponentialDecayToFloor(
@@ -192,7 +203,7 @@ def _train_from(run: RunConfig, out_dir: Path, start: str, task_type: type, main
             metrics.truncate_after(step)
     config_record = {"format": RUN_FORMAT} | run.to_dict() | {
         "parameters": {"model": count_parameters(model), "core": count_parameters(getattr(model, "core", model))},
-        "machine": machine_description(device),
+        "machine": machine_description(device) | {"cuda_graphs": graphed},
     }
     if main:
         _write_json_atomically(out_dir / CONFIG_FILE, config_record)
@@ -303,6 +314,14 @@ def _how_to_start(run: RunConfig, out_dir: Path, resume: bool, task_type: type) 
         check_resumable(_saved_config(out_dir, run, task_type), run, out_dir, task_type)
         return "resume"
     if _started_by_the_loop(out_dir):
+        # Killed before its first checkpoint, a run has at most the one record written just before
+        # that checkpoint. More records and no checkpoint: a finished run whose checkpoint was
+        # removed (committed results keep only config.json and metrics.jsonl), never restarted over.
+        if len(read_metrics(out_dir / METRICS_FILE)) > 1:
+            raise RunDirectoryError(
+                f"{out_dir} holds the records of a run but no {CHECKPOINT_FILE} to continue it from; "
+                "choose another --out (nothing was changed)"
+            )
         try:
             check_resumable(_saved_config(out_dir, run, task_type), run, out_dir, task_type)
         except RunDirectoryError:
