@@ -5,31 +5,123 @@ One training step as the loop takes it (fresh batch, forward, loss, backward, op
 round (`bench.task_step_times`); prints a markdown table with each core's ratio to the LSTM.
 
     python benchmarks/bench_train_step.py [--preset cpu] [--rounds 7] [--steps-per-round 5]
+
+With `--device cuda` it compares instead, per task of `--tasks` at the paper preset, the RMC
+trained eagerly, the RMC with `--cuda-graphs on` (its calls through `GraphedModel`, as `rrnn
+train` makes them) and the equal-size LSTM (eager: cuDNN), in wall time between
+`torch.cuda.synchronize()` calls; `--markdown FILE` also writes the table between its markers
+in FILE. The lm task trains on a synthetic corpus (uniformly random words of a vocabulary of
+`--lm-vocab`, WikiText-2's size by default) at `--lm-batch` streams (the paper's 64 per GPU):
+
+    python benchmarks/bench_train_step.py --device cuda --markdown docs/performance_cuda.md
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import tempfile
+from pathlib import Path
 
 import torch
 
-from relational_rnn.bench import task_step_times, training_setup
+from relational_rnn.bench import task_step_times, training_setup, write_markdown
 from relational_rnn.cores import CORES
 from relational_rnn.runs import build_run_config
+
+BEGIN = "<!-- rrnn bench_train_step cuda: begin (generated, do not edit by hand) -->"
+END = "<!-- rrnn bench_train_step cuda: end -->"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps-per-round", type=int, default=5)
+    parser.add_argument("--preset", default=None, help="default: cpu (paper with --device cuda)")
+    parser.add_argument("--rounds", type=int, default=None, help="default: 7 (3 with --device cuda)")
+    parser.add_argument("--steps-per-round", type=int, default=None, help="default: 5 (3 with --device cuda)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tasks", default="nth-farthest,lm", help="with --device cuda: the tasks, comma-separated")
+    parser.add_argument("--lm-vocab", type=int, default=33_278, help="with --device cuda: words of the synthetic lm corpus")
+    parser.add_argument("--lm-batch", type=int, default=64, help="with --device cuda: the lm's streams")
+    parser.add_argument("--markdown", type=Path, help="with --device cuda: also write the table into this file, between its markers")
     args = parser.parse_args()
+    if args.device == "cuda":
+        cuda_comparison(args)
+        return
+    preset, rounds, steps_per_round = args.preset or "cpu", args.rounds or 7, args.steps_per_round or 5
     torch.set_num_threads(1)
-    setups = {core: training_setup(build_run_config("nth-farthest", args.preset, [("core", core)])) for core in CORES}
-    seconds = task_step_times(setups, args.rounds, args.steps_per_round)
-    print(f"| core | CPU ms per training step (nth-farthest {args.preset} preset, 1 thread) | / LSTM |\n|---|---|---|")
+    setups = {core: training_setup(build_run_config("nth-farthest", preset, [("core", core)])) for core in CORES}
+    seconds = task_step_times(setups, rounds, steps_per_round)
+    print(f"| core | CPU ms per training step (nth-farthest {preset} preset, 1 thread) | / LSTM |\n|---|---|---|")
     for core, value in seconds.items():
         print(f"| {core} | {1000 * value:.1f} | {value / seconds['lstm']:.2f}x |")
+
+
+def synthetic_corpus(root: Path, vocab: int, tokens: int, seed: int = 0) -> Path:
+    """A WikiText-layout corpus of uniformly random words w0..w{vocab-1}, lines of 20 words."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(vocab)]
+    for split, count in (("train", tokens), ("valid", 2_000), ("test", 2_000)):
+        lines = [" ".join(rng.choices(words, k=20)) for _ in range(count // 21 + 1)]
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def cuda_comparison(args: argparse.Namespace) -> None:
+    """RMC eager, RMC graphed and LSTM per task: ms per training step, steps/s, ratio to the LSTM."""
+    from relational_rnn.train.cuda_graphs import GraphedModel
+
+    device = torch.device(args.device)  # "cuda" (the CPU only to try this function out, with a fake capture)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_train_step.py: --device cuda, but torch sees no CUDA device")
+    preset, rounds, steps_per_round, warmup = args.preset or "paper", args.rounds or 3, args.steps_per_round or 3, 2
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for task_name in [name for name in args.tasks.split(",") if name]:
+            overrides = []
+            if task_name == "lm":  # enough windows that no step reaches the shorter last one (a second capture)
+                steps = 3 * (warmup + rounds * steps_per_round) + 2
+                bptt = build_run_config("lm", preset, []).task.bptt
+                corpus = synthetic_corpus(Path(scratch), args.lm_vocab, args.lm_batch * bptt * (steps + 2))
+                overrides = [("data_dir", str(corpus)), ("batch_size", str(args.lm_batch))]
+            runs = {"RMC": build_run_config(task_name, preset, overrides + [("core", "rmc")]),
+                    "LSTM": build_run_config(task_name, preset, overrides + [("core", "lstm")])}
+            setups = {"RMC, eager": training_setup(runs["RMC"], device)}
+            task, model, optimizer, clip = training_setup(runs["RMC"], device)
+            setups["RMC, --cuda-graphs on"] = (task, GraphedModel(model, strict=True), optimizer, clip)
+            setups["LSTM (cuDNN), eager"] = training_setup(runs["LSTM"], device)
+            seconds = task_step_times(setups, rounds, steps_per_round, warmup=warmup, cuda=device.type == "cuda")
+            shape = describe(task_name, runs["RMC"], setups["RMC, eager"][0])
+            for label, value in seconds.items():
+                rows.append(f"| {task_name} ({shape}) | {label} | {1000 * value:.1f} | {1 / value:.1f} | "
+                            f"{value / seconds['LSTM (cuDNN), eager']:.2f}x |")
+            del setups, task, model, optimizer
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    table = "\n".join([
+        f"Produced by `python benchmarks/bench_train_step.py --device cuda --tasks {args.tasks}` on "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'the CPU'}, torch {torch.__version__}: one whole training step as `rrnn train` "
+        f"takes it (batch, forward, loss, backward, clipping, Adam), wall time between `torch.cuda.synchronize()` "
+        f"calls, the median of {rounds} rounds of {steps_per_round} steps after {warmup} warm-up steps (which "
+        "include the capture), the variants taking turns in each round.",
+        "",
+        "| task (shape) | variant | ms / step | steps / s | x LSTM time |",
+        "|---|---|---|---|---|",
+        *rows,
+    ])
+    print(table)
+    if args.markdown:
+        write_markdown(args.markdown, table, BEGIN, END)
+        print(f"wrote the table into {args.markdown}")
+
+
+def describe(task_name: str, run, task) -> str:
+    """The shape of a run in a few words, for the table."""
+    if task_name == "lm":
+        t = run.task
+        return f"{run.preset} preset, batch {t.batch_size}, BPTT {t.bptt}, synthetic corpus of {len(task.vocabulary()):,} words"
+    if task_name == "nth-farthest":
+        return f"{run.preset} preset, K={run.task.num_vectors}, batch {run.task.batch_size}"
+    return f"{run.preset} preset"
 
 
 if __name__ == "__main__":

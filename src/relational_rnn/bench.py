@@ -264,32 +264,38 @@ def training_step(model: nn.Module, x: Tensor) -> Tensor:
 
 
 
-def training_setup(run) -> tuple:
-    """(task, model, optimiser, clip_norm) of a RunConfig on the CPU, the model seeded with 0:
-    what `task_step_times` times."""
+def training_setup(run, device: torch.device = torch.device("cpu")) -> tuple:
+    """(task, model, optimiser, clip_norm) of a RunConfig on `device` (the CPU by default), the
+    model seeded with 0: what `task_step_times` times."""
     from .tasks import get_task
 
-    task = get_task(run.task_name)(run.task, run.core, seed=0, device=torch.device("cpu"))
+    task = get_task(run.task_name)(run.task, run.core, seed=0, device=device)
     torch.manual_seed(0)
-    model = task.build_model()
+    model = task.build_model().to(device)
     return task, model, task.build_optimizer(model, run.train.lr), run.train.clip_norm
 
 
-def task_step_times(setups: dict, rounds: int = 7, steps_per_round: int = 5, warmup: int = 3) -> dict[str, float]:
+def task_step_times(setups: dict, rounds: int = 7, steps_per_round: int = 5, warmup: int = 3,
+                    cuda: bool = False) -> dict[str, float]:
     """CPU seconds of one whole training step of each `training_setup` (data, forward, loss,
     backward, optimiser: the loop's `Task.train_step`), median over `rounds`, the setups interleaved
     round by round in this process so other load hits all alike. On one thread, process time is
-    what the step costs, which a shared machine inflates less than wall time."""
+    what the step costs, which a shared machine inflates less than wall time. With `cuda`: wall
+    seconds instead, between `torch.cuda.synchronize()` calls (a GPU's time is not the process's)."""
+    clock = time.perf_counter if cuda else time.process_time
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     step, times = 0, {label: [] for label in setups}
     for task, model, optimizer, clip in setups.values():
         for _ in range(warmup):
             task.train_step(model, optimizer, step := step + 1, clip)
     for _ in range(rounds):
         for label, (task, model, optimizer, clip) in setups.items():
-            started = time.process_time()
+            sync()
+            started = clock()
             for _ in range(steps_per_round):
                 task.train_step(model, optimizer, step := step + 1, clip)
-            times[label].append((time.process_time() - started) / steps_per_round)
+            sync()
+            times[label].append((clock() - started) / steps_per_round)
     return {label: statistics.median(values) for label, values in times.items()}
 
 
@@ -544,14 +550,14 @@ Variants:
 """
 
 
-def write_markdown(path: Path, text: str) -> None:
-    """Put `text` (the `report`) between the BEGIN and END markers of `path`, keeping the prose
+def write_markdown(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put `text` (the `report`) between the `begin` and `end` markers of `path`, keeping the prose
     around them; a file without the markers gets them, after its text."""
-    block = f"{BEGIN}\n\n{text.strip()}\n\n{END}"
+    block = f"{begin}\n\n{text.strip()}\n\n{end}"
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        before, rest = old.split(BEGIN, 1)
-        new = before + block + rest.split(END, 1)[1]
+    if begin in old and end in old:
+        before, rest = old.split(begin, 1)
+        new = before + block + rest.split(end, 1)[1]
     else:
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

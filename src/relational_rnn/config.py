@@ -44,6 +44,8 @@ class TrainConfig:
     # their small matrices gain nothing from a second thread and lose much when the other core is busy
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     progress: bool = True  # tqdm progress bar (shown on a terminal only)
+    cuda_graphs: str = "auto"  # capture the model's forward and backward as CUDA graphs and replay them: "auto"
+    # (on CUDA, in one process, for a task whose training shapes are static), "on" (or an error) or "off"
 
     def validate(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -70,6 +72,8 @@ class TrainConfig:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.cuda_graphs not in ("auto", "on", "off"):
+            raise ConfigError(f"cuda_graphs must be 'auto', 'on' or 'off', got {self.cuda_graphs!r}")
 
 
 @dataclass

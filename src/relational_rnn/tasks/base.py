@@ -48,6 +48,11 @@ class Task:
     # The options `evaluate` takes (from `rrnn eval DIR --name VALUE`), as "--name VALUE" -> what it does,
     # listed by `rrnn eval --help`. None: `evaluate` always scores the fixed evaluation set of the config.
     eval_options: ClassVar[dict[str, str]] = {}
+    # Whether every training step calls the model with tensors of the same few shapes, all positional,
+    # so that `--cuda-graphs` can capture its forward and backward once per shape and replay them
+    # (`train.cuda_graphs`); `dynamic_shapes_reason` says why not where it is False.
+    static_shapes: ClassVar[bool] = False
+    dynamic_shapes_reason: ClassVar[str] = "its training steps call the model with inputs of changing shapes"
 
     def __init__(self, config: Any, core: CoreConfig, seed: int, device: torch.device) -> None:
         self.config = config
@@ -68,6 +73,13 @@ class Task:
     def reference_levels(cls, config: Any) -> dict[str, float]:
         """Named levels of `main_metric` that a report draws beside the curves (chance, a known plateau)."""
         return {}
+
+    @classmethod
+    def why_not_graphable(cls, config: Any) -> Optional[str]:
+        """None when the training steps of a run of `config` can be captured as CUDA graphs
+        (`static_shapes`), else why not, as a phrase for a message. A task whose answer depends
+        on its config (lm: the adaptive softmax) overrides this."""
+        return None if cls.static_shapes else cls.dynamic_shapes_reason
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError

@@ -200,6 +200,7 @@ class NthFarthestTask(Task):
     config_type = NthFarthestConfig
     main_metric = "accuracy"
     supports_distributed = True  # the global batch split by rank, the curriculum counted over the ranks
+    static_shapes = True  # model(inputs [B, k, d + 3K]): one shape (one per stage of the objects curriculum)
     paper_results = """
 | model | accuracy (K=8, d=16) |
 |---|---|

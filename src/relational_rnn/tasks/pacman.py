@@ -427,6 +427,8 @@ class PacmanTask(Task):
     name = "pacman"
     config_type = PacmanConfig
     main_metric = "episode_return"
+    dynamic_shapes_reason = ("a training step is a rollout of single environment steps, the policy's actions "
+                             "sampled on the CPU between them")
     eval_options = {
         "--episodes N": "evaluation episodes (default: the run's eval_episodes)",
         "--seed S": "the first episode's environment seed (default: the run's eval_seed)",

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import ConfigError
+from .cuda_graphs import GraphedModel
 
 TIMEOUT = datetime.timedelta(minutes=60)  # a full-split evaluation on one rank may keep the others waiting
 
@@ -94,8 +95,8 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or `model` itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    """The module inside a DistributedDataParallel or `cuda_graphs.GraphedModel` wrapper (or `model` itself)."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, GraphedModel)) else model
 
 
 def barrier() -> None:

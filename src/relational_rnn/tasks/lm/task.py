@@ -189,6 +189,7 @@ class LMTask(Task):
     higher_is_better = False
     supports_distributed = True
     location_fields = ("data_dir",)  # a moved corpus may be resumed from; its content key must match
+    static_shapes = True  # model(inputs, memory, targets): [B, bptt] windows (and the shorter last one of a pass)
     eval_options = {
         "--split valid|test": "a whole split (default: the run's eval_split, limited to eval_tokens)",
         "--tokens N|all": "only the first N tokens of the split",
@@ -239,6 +240,13 @@ thread, so they are far from that.
                 "20k valid tokens",
             ),
         }
+
+    @classmethod
+    def why_not_graphable(cls, config: LMConfig) -> Optional[str]:
+        """The full softmax has static shapes; the adaptive one gathers each cluster's rows by target."""
+        if config.adaptive_softmax:
+            return "the adaptive softmax selects each cluster's rows by target, so its shapes depend on the data"
+        return super().why_not_graphable(config)
 
     # -- data ---------------------------------------------------------------
 

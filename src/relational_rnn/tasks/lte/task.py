@@ -145,6 +145,8 @@ class LTETask(Task):
     config_type = LTEConfig
     main_metric = "char_accuracy"
     supports_distributed = True  # the global batch split by rank, the curriculum counted over the ranks
+    dynamic_shapes_reason = ("each batch is padded to its own longest program and target, and the model takes "
+                             "the target length as a number")
     paper_results = _PAPER_RESULTS
 
     def __init__(self, config: LTEConfig, core: CoreConfig, seed: int, device: torch.device) -> None:
