@@ -8,7 +8,7 @@
 # written from memory, kept for the record). Each final agent is also evaluated on 100 fresh
 # fixed-seed episodes (env seeds 20000..20099, never used in training; eval_100ep.json, a
 # column of the report: mean +- std). Then the random and always-stay baselines on the same
-# episodes, the learning curves, the table and the report.
+# episodes, and the table and learning curves of docs/pacman.md (`rrnn report`).
 # A run already finished is left as it is; an interrupted one is resumed exactly.
 # Usage: bash scripts/results_pacman.sh [runs|report]  (default: both)
 set -euo pipefail
@@ -26,8 +26,7 @@ jobs() {  # the full view (slower) first, so the two workers end together
 
 report() {
   $PYTHON scripts/pacman_results.py baselines "$OUT"
-  $PYTHON scripts/pacman_results.py curves "$OUT" --out docs/pacman_curves.png
-  $PYTHON scripts/pacman_results.py table "$OUT"
+  $RRNN report "$OUT" --into docs/pacman.md --section published  # the table, the verdicts, the curves
 }
 
 case "$WHAT" in
