@@ -130,3 +130,14 @@ def test_step_budgeted_runs_are_also_compared_at_the_least_training_time_and_low
     assert "at 0.2 min each, RMC does not separate from lstm (-160 perplexity)" in text
     assert "test: RMC separates from lstm (+40 perplexity)" in text and "unigram 700" in text
     assert (tmp_path / "curves_lm.png").stat().st_size > 1000
+
+
+def test_groups_that_hold_only_the_rmc_get_no_verdict(tmp_path):
+    from relational_rnn.report import comparison_lines
+
+    records = [{"step": 1, "seconds": 1.0, "perplexity": 300.0}, {"step": 2, "seconds": 2.0, "perplexity": 200.0}]
+    runs = [_summary("rmc", 0, records), _summary("rmc", 1, records)]
+    text = "\n".join(comparison_lines(runs, [], tmp_path, "", "lm"))
+    assert "RMC -" not in text and "Whether the RMC separates" not in text
+    assert "No group holds the RMC beside another core" in text
+    assert "200.000 ± 0.000 (200.000, 200.000)" in text

@@ -347,9 +347,12 @@ def comparison_lines(runs: list[RunSummary], baselines: list[Baseline], image_di
                 values = [run.extra[extra][metric] for run in group_runs if extra in run.extra]
                 row.append(_with_seeds(values) if len(values) == len(group_runs) else "-")
             rows.append(row)
+        if "rmc" not in by_core or len(by_core) < 2:
+            continue  # nothing to compare the RMC with inside this group
         digits = ".3f" if _is_fraction(metric) else ".4g"
         levels = ", ".join(f"{level} {value:{digits}}" for level, value in _levels(members, baselines, metric).items())
-        verdicts.append(f"- {label} ({levels}): at {common_step} steps, RMC {_verdict(at_steps, metric, task_type.higher_is_better)}; "
+        levels = f" ({levels})" if levels else ""
+        verdicts.append(f"- {label}{levels}: at {common_step} steps, RMC {_verdict(at_steps, metric, task_type.higher_is_better)}; "
                         f"at {time_budget} each, RMC {_verdict(at_time, metric, task_type.higher_is_better)}.")
         for extra in extra_names:
             values = {core: [run.extra[extra][metric] for run in group_runs] for core, group_runs in by_core.items()
@@ -358,8 +361,12 @@ def comparison_lines(runs: list[RunSummary], baselines: list[Baseline], image_di
     lines = _table(header, rows)
     criterion = ("its mean ahead by at least 10 points and no seed of the other core reaching the RMC's worst seed"
                  if _is_fraction(metric) else "no seed of the other core reaching the RMC's worst seed")
-    lines += ["", f"Whether the RMC separates ({criterion}):", ""]
-    lines += verdicts
+    if verdicts:
+        lines += ["", f"Whether the RMC separates ({criterion}):", ""]
+        lines += verdicts
+    else:
+        lines += ["", "No group holds the RMC beside another core, so there is no verdict within a group; "
+                      "the groups differ in the options named in the first column."]
     lines += ["", f"Machine: {_machine_line(runs)}.", ""]
     lines += ["Runs: " + ", ".join(f"`{run.path.as_posix()}`" for run in runs) + ".", ""]
     image = plot_seed_curves(runs, baselines, metric, image_dir, name)
