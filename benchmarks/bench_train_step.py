@@ -1,10 +1,19 @@
-"""The demo's whole training step: the N-th farthest cpu preset, every registered core at equal size.
+"""Whole training steps of every registered core at equal size, per task (the demo's by default).
 
 One training step as the loop takes it (fresh batch, forward, loss, backward, optimiser:
-`Task.train_step`), in CPU seconds of this one-thread process, the cores interleaved round by
-round (`bench.task_step_times`); prints a markdown table with each core's ratio to the LSTM.
+`Task.train_step`; for Mini Pac-Man one A2C unroll of the preset's envs), in CPU seconds of
+this one-thread process, the cores interleaved round by round (`bench.task_step_times`);
+prints a markdown table with each core's ratio to the LSTM, per task of `--tasks` (default:
+nth-farthest, the demo's step).
 
     python benchmarks/bench_train_step.py [--preset cpu] [--rounds 7] [--steps-per-round 5]
+    python benchmarks/bench_train_step.py --tasks nth-farthest,lte,lm,pacman \
+        --lm-data ../shared/data/wikitext-2 --lm-adaptive-softmax      # every task's cpu shape
+
+The lm task reads `--lm-data` (a WikiText-layout folder) or, without it, a synthetic corpus
+(see below); `--lm-adaptive-softmax` trains it with the head of the committed LM runs
+(adaptive softmax, output dropout 0.1) instead of the preset's tied full softmax. The
+adaptive head's cut-offs come from word frequencies, so time it on real text.
 
 With `--device cuda` it compares instead, per task of `--tasks` at the paper preset, the RMC
 trained eagerly, the RMC with `--cuda-graphs on` (its calls through `GraphedModel`, as `rrnn
@@ -39,21 +48,43 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="default: 7 (3 with --device cuda)")
     parser.add_argument("--steps-per-round", type=int, default=None, help="default: 5 (3 with --device cuda)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--tasks", default="nth-farthest,lm", help="with --device cuda: the tasks, comma-separated")
-    parser.add_argument("--lm-vocab", type=int, default=33_278, help="with --device cuda: words of the synthetic lm corpus")
+    parser.add_argument("--tasks", default=None, help="the tasks, comma-separated (default: nth-farthest; nth-farthest,lm with --device cuda)")
+    parser.add_argument("--lm-vocab", type=int, default=33_278, help="words of the synthetic lm corpus")
     parser.add_argument("--lm-batch", type=int, default=64, help="with --device cuda: the lm's streams")
+    parser.add_argument("--lm-data", type=Path, help="on the CPU: a WikiText-layout corpus for the lm task instead of the synthetic one")
+    parser.add_argument("--lm-adaptive-softmax", action="store_true",
+                        help="on the CPU: the lm with the committed runs' head (adaptive softmax, output dropout 0.1)")
     parser.add_argument("--markdown", type=Path, help="with --device cuda: also write the table into this file, between its markers")
     args = parser.parse_args()
     if args.device == "cuda":
+        args.tasks = args.tasks or "nth-farthest,lm"
         cuda_comparison(args)
         return
-    preset, rounds, steps_per_round = args.preset or "cpu", args.rounds or 7, args.steps_per_round or 5
+    cpu_comparison(args)
+
+
+def cpu_comparison(args: argparse.Namespace) -> None:
+    """Every registered core per task at the preset: CPU ms per training step and the ratio to the LSTM."""
+    preset, rounds, steps_per_round, warmup = args.preset or "cpu", args.rounds or 7, args.steps_per_round or 5, 3
     torch.set_num_threads(1)
-    setups = {core: training_setup(build_run_config("nth-farthest", preset, [("core", core)])) for core in CORES}
-    seconds = task_step_times(setups, rounds, steps_per_round)
-    print(f"| core | CPU ms per training step (nth-farthest {preset} preset, 1 thread) | / LSTM |\n|---|---|---|")
-    for core, value in seconds.items():
-        print(f"| {core} | {1000 * value:.1f} | {value / seconds['lstm']:.2f}x |")
+    print(f"| task ({preset} preset) | core | CPU ms per training step (1 thread) | / LSTM |\n|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for task_name in (args.tasks or "nth-farthest").split(","):
+            overrides = []
+            if task_name == "lm":
+                # the steps of every core draw windows in turn from one counter: enough windows that none wraps
+                steps = len(CORES) * (warmup + rounds * steps_per_round) + 2
+                task = build_run_config("lm", preset, []).task
+                corpus = args.lm_data or synthetic_corpus(Path(scratch), args.lm_vocab, task.batch_size * task.bptt * (steps + 2))
+                overrides = [("data_dir", str(corpus))]
+                if args.lm_adaptive_softmax:
+                    overrides += [("adaptive_softmax", "true"), ("output_dropout", "0.1")]
+            setups = {core: training_setup(build_run_config(task_name, preset, overrides + [("core", core)])) for core in CORES}
+            seconds = task_step_times(setups, rounds, steps_per_round, warmup=warmup)
+            label = task_name + (" (adaptive softmax)" if task_name == "lm" and args.lm_adaptive_softmax else "")
+            for core, value in seconds.items():
+                print(f"| {label} | {core} | {1000 * value:.1f} | {value / seconds['lstm']:.2f}x |", flush=True)
+            del setups
 
 
 def synthetic_corpus(root: Path, vocab: int, tokens: int, seed: int = 0) -> Path:
